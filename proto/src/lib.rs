@@ -1,0 +1,8 @@
+//! Generated protobuf messages and gRPC services of package `flowlog.v1`: flow-log records, the collector's ingest
+//! and query API, and the control plane. The `.proto` files under `flowlog/v1/` are the documentation.
+
+/// Package `flowlog.v1`.
+pub mod v1 {
+    #![allow(clippy::doc_markdown, clippy::large_enum_variant, missing_docs)]
+    tonic::include_proto!("flowlog.v1");
+}

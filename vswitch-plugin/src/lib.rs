@@ -1,0 +1,1 @@
+//! The vSwitch plugin: DPDK poll-mode workers, exporter thread, C ABI for a host vSwitch, offline replay.
