@@ -1,1 +1,21 @@
 //! Sans-IO flow metering core: frame parsing, ENI attribution, per-worker flow tables, capture windows and records.
+//!
+//! The packet path, one module per stage:
+//! - [`wire`]: captured bytes -> [`wire::Packet`] (Ethernet, VLAN/QinQ, IPv4/IPv6 + extension headers, ports,
+//!   TCP flags, VXLAN) or a counted [`wire::Discard`].
+//! - [`flow`]: the per-worker [`flow::Meter`]: ENI attribution by MAC ([`flow::EniTable`]), the flow table of
+//!   the open window, window sealing on packet time, SKIPDATA when full; sealed windows go to a
+//!   [`flow::SealSink`].
+//! - [`export`]: sealed windows of all workers merged ([`export::WindowMerger`]) and turned into
+//!   [`export::Record`]s and JSON lines.
+//!
+//! # Guarantees
+//! No I/O, no clock (time is always passed in), no threads, no `unsafe`. Untrusted bytes never cause a panic.
+//! The per-packet path allocates nothing. Every frame is counted exactly once: as non-IP, malformed (by
+//! reason), unattributed, or attributed (each attribution recorded as OK or SKIPDATA).
+
+#![forbid(unsafe_code)]
+
+pub mod export;
+pub mod flow;
+pub mod wire;

@@ -1,0 +1,255 @@
+//! Frame parsing: captured Ethernet bytes in, the flow-relevant facts of one packet out.
+//!
+//! [`parse`] walks Ethernet, 802.1Q / QinQ tags, IPv4 (with options) or IPv6 (with extension headers), the L4
+//! ports and TCP flags, and decapsulates one level of VXLAN. It either returns a [`Packet`] or a [`Discard`]
+//! saying why the frame yields no record: [`Discard::NonIp`] (ARP, LLDP, ...) or
+//! [`Discard::Malformed`] with a [`MalformedReason`] (SPEC.md, "Malformed").
+//!
+//! # Guarantees
+//! - Never panics, never allocates, reads each byte at most a bounded number of times: headers are read through
+//!   fixed-size array views obtained by checked splits (`split_first_chunk`) or `get`, the smoltcp way; no
+//!   indexing can fail. Loops are bounded ([`MAX_VLAN_TAGS`], [`MAX_IPV6_EXTENSION_HEADERS`], one VXLAN level).
+//! - "A header cut short" is judged on the captured bytes; "larger than what the frame carries on the wire"
+//!   compares the IP length with `wire_len` minus the L2 headers. Ethernet padding after the IP packet is ignored.
+//!
+//! # Design
+//! - Precedence when a frame has several faults: the outermost header is judged first; within the IPv4 header
+//!   the order is version, IHL, captured length, then total length (below header, beyond wire); within IPv6:
+//!   version, captured length, payload length (beyond wire), extension headers, then L4.
+//! - The L4 header must lie inside the IP packet (bounded by the IP length and by the capture): TCP needs 14
+//!   bytes (ports and flags), UDP and SCTP 4 bytes (ports). Other protocols, ICMP and ICMPv6 included, are
+//!   portless (ports 0) and need no L4 bytes.
+//! - Fragments: a first fragment (offset 0, more-fragments set) carries its ports; a non-first fragment has no L4
+//!   header: it is reported with ports 0 and its [`Fragment`] identity so the flow layer can give it its first
+//!   fragment's ports. An IPv6 atomic fragment (offset 0, M clear) is not a fragment.
+//! - VXLAN: UDP destination port 4789, an unfragmented outer packet and the I flag (0x08 in the first VXLAN byte)
+//!   set: the inner Ethernet frame is parsed instead (its MACs, addresses, ports and IP length), with
+//!   [`Packet::vni`] set. The inner frame is never decapsulated again. Any other UDP 4789 traffic is an ordinary
+//!   flow.
+//!
+//! # Limitations
+//! - IPv6 jumbograms (payload length 0 with a hop-by-hop jumbo option) are reported malformed.
+//! - The 32-bit IPv6 fragment id and the 16-bit IPv4 id share one `u32` field.
+
+mod ethernet;
+mod ip;
+
+pub use ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, MAX_VLAN_TAGS, MacAddr, MacParseError};
+pub use ip::MAX_IPV6_EXTENSION_HEADERS;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// UDP destination port of VXLAN (RFC 7348).
+pub const VXLAN_PORT: u16 = 4789;
+
+/// IANA protocol number of TCP.
+pub const PROTO_TCP: u8 = 6;
+/// IANA protocol number of UDP.
+pub const PROTO_UDP: u8 = 17;
+/// IANA protocol number of SCTP.
+pub const PROTO_SCTP: u8 = 132;
+/// IANA protocol number of ICMP.
+pub const PROTO_ICMP: u8 = 1;
+/// IANA protocol number of ICMPv6.
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// The TCP flags a record reports: FIN 1, SYN 2, RST 4, PSH 8, ACK 16, URG 32.
+pub const TCP_FLAGS_MASK: u8 = 0x3f;
+
+/// Address family of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Family {
+    /// IPv4: the address occupies the last 4 of 16 bytes, IPv4-mapped (`::ffff:a.b.c.d`).
+    V4 = 4,
+    /// IPv6: all 16 bytes.
+    V6 = 6,
+}
+
+/// A packet's addresses as 16 bytes in network order; IPv4 in the IPv4-mapped form `::ffff:a.b.c.d`.
+pub type AddrBytes = [u8; 16];
+
+/// Converts a 4-byte IPv4 address to the 16-byte [`AddrBytes`] form.
+#[inline]
+pub fn v4_mapped(a: [u8; 4]) -> AddrBytes {
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+    ]
+}
+
+/// Converts 16 address bytes of `family` to a std [`IpAddr`].
+#[inline]
+pub fn to_ip_addr(family: Family, bytes: &AddrBytes) -> IpAddr {
+    match family {
+        Family::V4 => IpAddr::V4(Ipv4Addr::new(bytes[12], bytes[13], bytes[14], bytes[15])),
+        Family::V6 => IpAddr::V6(Ipv6Addr::from(*bytes)),
+    }
+}
+
+/// Identity of an IP fragment (SPEC.md, "Fragments").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fragment {
+    /// IP identification (IPv4: 16 bits; IPv6 fragment header: 32 bits).
+    pub id: u32,
+    /// Whether this is the first fragment (offset 0), which carries the L4 header.
+    pub first: bool,
+    /// The datagram's protocol as named by the IPv4 header or the IPv6 fragment header's next header; part of
+    /// the datagram's identity together with the addresses and `id`.
+    pub protocol: u8,
+}
+
+/// The flow-relevant facts of one parsed packet (the inner packet for VXLAN).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    /// Source MAC of the (inner) Ethernet frame: the ENI it belongs to sent the packet (`out`).
+    pub src_mac: MacAddr,
+    /// Destination MAC of the (inner) Ethernet frame: the ENI it belongs to receives the packet (`in`).
+    pub dst_mac: MacAddr,
+    /// VXLAN network identifier when the frame was decapsulated.
+    pub vni: Option<u32>,
+    /// Address family.
+    pub family: Family,
+    /// Source address ([`AddrBytes`] form).
+    pub src: AddrBytes,
+    /// Destination address ([`AddrBytes`] form).
+    pub dst: AddrBytes,
+    /// IANA number of the innermost L4 header (after IPv6 extension headers); for a non-first fragment, the
+    /// datagram's protocol from the IP or fragment header.
+    pub protocol: u8,
+    /// TCP/UDP/SCTP source port; 0 for portless protocols and non-first fragments.
+    pub src_port: u16,
+    /// TCP/UDP/SCTP destination port; 0 for portless protocols and non-first fragments.
+    pub dst_port: u16,
+    /// TCP flags masked with [`TCP_FLAGS_MASK`]; 0 for anything else.
+    pub tcp_flags: u8,
+    /// The IP packet length (IPv4 total length, IPv6 40 + payload length): the record's `bytes`.
+    pub ip_len: u32,
+    /// Fragment identity when the packet is an IP fragment.
+    pub fragment: Option<Fragment>,
+}
+
+/// Why a frame yields no packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Discard {
+    /// The frame is not IPv4 or IPv6 (ARP, LLDP, 802.3 length frames, ...): counted, no record.
+    #[error("not an IP frame")]
+    NonIp,
+    /// The frame is malformed (SPEC.md, "Malformed"): counted by reason, no record.
+    #[error("malformed frame: {0}")]
+    Malformed(MalformedReason),
+}
+
+impl From<MalformedReason> for Discard {
+    fn from(reason: MalformedReason) -> Self {
+        Discard::Malformed(reason)
+    }
+}
+
+macro_rules! malformed_reasons {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal, $description:literal;)*) => {
+        /// Why a frame is malformed. Each reason has its own counter ([`MalformedReason::name`]).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+        #[repr(u8)]
+        pub enum MalformedReason {
+            $($(#[$doc])* #[error($description)] $variant,)*
+        }
+
+        impl MalformedReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [MalformedReason] = &[$(MalformedReason::$variant,)*];
+
+            /// Stable snake_case name of the reason (used in counter names).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(MalformedReason::$variant => $name,)*
+                }
+            }
+
+            /// One-line description of the reason.
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(MalformedReason::$variant => $description,)*
+                }
+            }
+        }
+    };
+}
+
+malformed_reasons! {
+    /// Fewer than the 14 bytes of an Ethernet header were captured.
+    TruncatedEthernet => "truncated_ethernet", "frame shorter than an Ethernet header";
+    /// The frame ends inside an 802.1Q / QinQ tag.
+    TruncatedVlanTag => "truncated_vlan_tag", "frame ends inside a VLAN tag";
+    /// More than [`MAX_VLAN_TAGS`] VLAN tags.
+    TooManyVlanTags => "too_many_vlan_tags", "more VLAN tags than the parser follows";
+    /// The IP version nibble does not match the EtherType.
+    IpVersionMismatch => "ip_version_mismatch", "IP version does not match the EtherType";
+    /// The frame or capture ends inside the IPv4 header (20 bytes plus options).
+    TruncatedIpv4Header => "truncated_ipv4_header", "frame or capture ends inside the IPv4 header";
+    /// IPv4 IHL below 5.
+    Ipv4HeaderLength => "ipv4_ihl_below_5", "IPv4 IHL below 5";
+    /// The frame or capture ends inside the 40-byte IPv6 header.
+    TruncatedIpv6Header => "truncated_ipv6_header", "frame or capture ends inside the IPv6 header";
+    /// An IPv6 extension header is cut short by the capture, the frame or the payload length.
+    TruncatedIpv6Extension => "truncated_ipv6_extension", "IPv6 extension header cut short";
+    /// More than [`MAX_IPV6_EXTENSION_HEADERS`] IPv6 extension headers.
+    Ipv6ExtensionChain => "ipv6_extension_chain_too_long", "more IPv6 extension headers than the parser follows";
+    /// The IP packet length is smaller than its header (IPv4 total length < IHL * 4).
+    IpLengthBelowHeader => "ip_length_below_header", "IP packet length smaller than its header";
+    /// The IP packet length is larger than what the frame carries on the wire.
+    IpLengthBeyondWire => "ip_length_beyond_wire", "IP packet length larger than the frame on the wire";
+    /// The TCP header is too short to hold the ports and flags (14 bytes).
+    TruncatedTcp => "truncated_tcp", "TCP header too short for ports and flags";
+    /// The UDP header is too short to hold the ports (4 bytes).
+    TruncatedUdp => "truncated_udp", "UDP header too short for the ports";
+    /// The SCTP common header is too short to hold the ports (4 bytes).
+    TruncatedSctp => "truncated_sctp", "SCTP header too short for the ports";
+    /// A VXLAN header with the I flag set is cut short (8 bytes).
+    TruncatedVxlan => "truncated_vxlan", "VXLAN header cut short";
+}
+
+/// Parses one frame: `frame` is the captured bytes, `wire_len` the frame's length on the wire (pcap `orig_len`,
+/// mbuf `pkt_len`). A `wire_len` below `frame.len()` is taken as `frame.len()`.
+pub fn parse(frame: &[u8], wire_len: usize) -> Result<Packet, Discard> {
+    parse_frame(frame, wire_len.max(frame.len()), true)
+}
+
+/// Parses an Ethernet frame; `decap` allows one VXLAN decapsulation.
+fn parse_frame(frame: &[u8], wire_len: usize, decap: bool) -> Result<Packet, Discard> {
+    let l2 = ethernet::parse_l2(frame)?;
+    let l3 = frame.get(l2.len..).unwrap_or_default();
+    let wire_avail = wire_len.saturating_sub(l2.len);
+    let ip = match l2.ethertype {
+        ETHERTYPE_IPV4 => ip::parse_ipv4(l3, wire_avail)?,
+        ETHERTYPE_IPV6 => ip::parse_ipv6(l3, wire_avail)?,
+        _ => return Err(Discard::NonIp),
+    };
+    if decap
+        && ip.protocol == PROTO_UDP
+        && ip.fragment.is_none()
+        && ip.ports.1 == VXLAN_PORT
+        && let Some(vxlan) = ip::vxlan(ip.l4)?
+    {
+        let inner_wire = ip.l4_wire_len.saturating_sub(ip::VXLAN_OVERHEAD);
+        let mut inner = parse_frame(vxlan.inner, inner_wire, false)?;
+        inner.vni = Some(vxlan.vni);
+        return Ok(inner);
+    }
+    Ok(Packet {
+        src_mac: l2.src,
+        dst_mac: l2.dst,
+        vni: None,
+        family: ip.family,
+        src: ip.src,
+        dst: ip.dst,
+        protocol: ip.protocol,
+        src_port: ip.ports.0,
+        dst_port: ip.ports.1,
+        tcp_flags: ip.tcp_flags,
+        ip_len: ip.ip_len,
+        fragment: ip.fragment,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

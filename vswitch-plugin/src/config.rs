@@ -1,0 +1,453 @@
+//! Configuration of the plugin, both as the standalone `flowlog-vswitch` program and as a library instance
+//! loaded by a host vSwitch, and the ENI file format shared with `flowlog replay`.
+//!
+//! Parse, don't validate: [`RawConfig`] mirrors the TOML file (`deny_unknown_fields`, every field documented with
+//! its unit and default) and [`Config::parse`] turns it, once, into typed settings that are valid by construction.
+//! Example files live in `vswitch-plugin/examples/`, and the tests use them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flowlog_dataplane::flow::{Eni, MacAddr};
+use serde::Deserialize;
+
+/// Errors in a configuration or ENI file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped fields.
+    #[error("{what}: {source}")]
+    Syntax {
+        /// Which file or text.
+        what: String,
+        /// The TOML error, with line and column.
+        source: toml::de::Error,
+    },
+    /// A value is out of range or inconsistent with another.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The offending field, as written in the file.
+        field: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
+}
+
+/// The configuration file as written.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawConfig {
+    /// Region id written into every record (`region`); none by default, and then records carry no region.
+    pub region: Option<String>,
+    /// Name of this hypervisor host, as the control plane knows it; default: the system host name.
+    pub host: Option<String>,
+    /// DPDK EAL settings (standalone program only).
+    pub eal: Option<RawEal>,
+    /// Ports to poll (standalone program only).
+    #[serde(default)]
+    pub ports: Vec<RawPort>,
+    /// Dataplane settings.
+    #[serde(default)]
+    pub dataplane: RawDataplane,
+    /// Which ENIs to capture and where their records go.
+    #[serde(default)]
+    pub capture: RawCapture,
+    /// Where and how records are delivered.
+    #[serde(default)]
+    pub export: RawExport,
+    /// Run control of the standalone program.
+    #[serde(default)]
+    pub run: RawRun,
+}
+
+/// `[eal]`: arguments passed through to `rte_eal_init`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawEal {
+    /// EAL arguments, e.g. `["-l", "0-1", "--no-huge", "-m", "512", "--vdev=net_pcap0,rx_pcap=x.pcap"]`.
+    pub args: Vec<String>,
+}
+
+/// `[[ports]]`: one DPDK port.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPort {
+    /// Device name (`net_pcap0`, a PCI address, ...).
+    pub name: String,
+    /// RX queues; each is polled by one worker. Default 1.
+    pub rx_queues: Option<u16>,
+    /// RX descriptors per queue. Default 1024.
+    pub rx_descriptors: Option<u16>,
+}
+
+/// `[dataplane]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawDataplane {
+    /// Capture window length in seconds. Default 60.
+    pub interval_secs: Option<u32>,
+    /// Flows per worker table. Default 262144.
+    pub flow_capacity: Option<usize>,
+    /// Packets per RX burst, 1-32. Default 32.
+    pub burst_size: Option<u16>,
+    /// Mbufs in the packet pool (standalone program). Default 8191.
+    pub mbufs: Option<u32>,
+    /// Packet clock: `tsc` (wall clock derived from the TSC, read once per burst; default) or `rx-timestamp` (each
+    /// packet's RX timestamp, as `net_pcap` stamps it from the capture file: makes a played capture meter exactly
+    /// as `flowlog replay` does).
+    pub clock: Option<String>,
+    /// Sealed windows a worker's ring to the exporter holds. Default 64.
+    pub seal_ring: Option<usize>,
+    /// Workers of a library instance (the host vSwitch's poll-mode threads). Default 1.
+    pub workers: Option<usize>,
+}
+
+/// `[capture]`: either `control` or `enis-file` with `project` and `logstore`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCapture {
+    /// Control-plane endpoint to watch this host's capture set from, e.g. `http://127.0.0.1:7100`.
+    pub control: Option<String>,
+    /// Static capture: an ENI file (`[[eni]]` tables) whose ENIs are all captured.
+    pub enis_file: Option<PathBuf>,
+    /// Static capture: destination project.
+    pub project: Option<String>,
+    /// Static capture: destination logstore.
+    pub logstore: Option<String>,
+    /// Seconds to wait at start for the first capture set from the control plane. Default 10.
+    pub initial_wait_secs: Option<u64>,
+}
+
+/// `[export]`: exactly one of `collector` and `jsonl`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawExport {
+    /// Collector gRPC endpoint, e.g. `http://127.0.0.1:7000`.
+    pub collector: Option<String>,
+    /// Write records as JSON lines to this file instead (`-` = stdout).
+    pub jsonl: Option<PathBuf>,
+    /// Most records per batch sent to the collector. Default 4096.
+    pub max_batch_records: Option<usize>,
+    /// Most batches in flight (sent, not yet acknowledged). Default 64.
+    pub max_unacked_batches: Option<usize>,
+    /// Milliseconds to keep delivering after shutdown before giving up (counted, logged). Default 15000.
+    pub shutdown_grace_ms: Option<u64>,
+}
+
+/// `[run]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawRun {
+    /// Stop once every RX queue has been idle this many milliseconds after traffic was seen (playing a capture);
+    /// 0 = run until SIGINT/SIGTERM. Default 0.
+    pub stop_when_idle_ms: Option<u64>,
+}
+
+/// Typed configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Region written into records, if any.
+    pub region: Option<Arc<str>>,
+    /// This host's name.
+    pub host: String,
+    /// EAL arguments (standalone program).
+    pub eal_args: Vec<String>,
+    /// Ports (standalone program).
+    pub ports: Vec<PortConfig>,
+    /// Window length, seconds.
+    pub interval_secs: u32,
+    /// Flows per worker table.
+    pub flow_capacity: usize,
+    /// Packets per burst.
+    pub burst_size: u16,
+    /// Mbufs in the pool.
+    pub mbufs: u32,
+    /// Packet clock.
+    pub clock: Clock,
+    /// Seal ring capacity.
+    pub seal_ring: usize,
+    /// Workers of a library instance.
+    pub workers: usize,
+    /// What to capture.
+    pub capture: Capture,
+    /// Where records go.
+    pub sink: Sink,
+    /// Most records per batch.
+    pub max_batch_records: usize,
+    /// Most batches in flight.
+    pub max_unacked_batches: usize,
+    /// Delivery grace at shutdown.
+    pub shutdown_grace: Duration,
+    /// Idle stop (standalone program).
+    pub stop_when_idle: Option<Duration>,
+}
+
+/// One port of the standalone program.
+#[derive(Debug, Clone)]
+pub struct PortConfig {
+    /// Device name.
+    pub name: String,
+    /// RX queues.
+    pub rx_queues: u16,
+    /// RX descriptors per queue.
+    pub rx_descriptors: u16,
+}
+
+/// The source of packet time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// Wall clock derived from the TSC, once per burst.
+    Tsc,
+    /// Each packet's RX timestamp (nanoseconds) from the mbuf.
+    RxTimestamp,
+}
+
+/// What to capture.
+#[derive(Debug, Clone)]
+pub enum Capture {
+    /// Follow the control plane's capture set for this host.
+    Control {
+        /// Control-plane endpoint.
+        endpoint: String,
+        /// How long to wait for the first capture set.
+        initial_wait: Duration,
+    },
+    /// A fixed set of ENIs, all delivered to one logstore (or to the JSON sink).
+    Static {
+        /// The ENIs.
+        enis: Vec<Eni>,
+        /// Destination, when delivering to a collector.
+        destination: Option<(String, String)>,
+    },
+    /// Nothing until the host registers ENIs through the C ABI.
+    Manual,
+}
+
+/// Where records go.
+#[derive(Debug, Clone)]
+pub enum Sink {
+    /// The collector over gRPC.
+    Collector {
+        /// gRPC endpoint.
+        endpoint: String,
+    },
+    /// JSON lines on stdout.
+    Stdout,
+    /// JSON lines appended to a file.
+    File(PathBuf),
+}
+
+impl Config {
+    /// Reads and converts a configuration file; relative paths in it are taken relative to the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Converts configuration text; `what` names it in errors, `base` anchors relative paths.
+    pub fn parse(text: &str, what: &str, base: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+            what: what.to_string(),
+            source,
+        })?;
+        Self::from_raw(raw, base)
+    }
+
+    /// Converts a raw configuration.
+    pub fn from_raw(raw: RawConfig, base: &Path) -> Result<Self, ConfigError> {
+        let dp = raw.dataplane;
+        let interval_secs = dp.interval_secs.unwrap_or(60);
+        if interval_secs == 0 || interval_secs > 86_400 {
+            return Err(invalid("dataplane.interval-secs", "must be 1 to 86400 seconds"));
+        }
+        let flow_capacity = dp.flow_capacity.unwrap_or(262_144);
+        if !(16..=(1 << 28)).contains(&flow_capacity) {
+            return Err(invalid("dataplane.flow-capacity", "must be 16 to 268435456 flows"));
+        }
+        let burst_size = dp.burst_size.unwrap_or(32);
+        if !(1..=32).contains(&burst_size) {
+            return Err(invalid("dataplane.burst-size", "must be 1 to 32 packets"));
+        }
+        let mbufs = dp.mbufs.unwrap_or(8191);
+        if mbufs < 512 {
+            return Err(invalid("dataplane.mbufs", "must be at least 512"));
+        }
+        let clock = match dp.clock.as_deref() {
+            None | Some("tsc") => Clock::Tsc,
+            Some("rx-timestamp") => Clock::RxTimestamp,
+            Some(other) => {
+                return Err(invalid("dataplane.clock", format!("`{other}`: expected `tsc` or `rx-timestamp`")));
+            }
+        };
+        let seal_ring = dp.seal_ring.unwrap_or(64);
+        if !(2..=65_536).contains(&seal_ring) {
+            return Err(invalid("dataplane.seal-ring", "must be 2 to 65536 windows"));
+        }
+        let workers = dp.workers.unwrap_or(1);
+        if !(1..=128).contains(&workers) {
+            return Err(invalid("dataplane.workers", "must be 1 to 128"));
+        }
+
+        let mut ports = Vec::new();
+        for port in raw.ports {
+            let rx_queues = port.rx_queues.unwrap_or(1);
+            if rx_queues == 0 {
+                return Err(invalid("ports.rx-queues", "must be at least 1"));
+            }
+            let rx_descriptors = port.rx_descriptors.unwrap_or(1024);
+            if !rx_descriptors.is_power_of_two() || rx_descriptors < 64 {
+                return Err(invalid("ports.rx-descriptors", "must be a power of two, at least 64"));
+            }
+            ports.push(PortConfig {
+                name: port.name,
+                rx_queues,
+                rx_descriptors,
+            });
+        }
+
+        let cap = raw.capture;
+        let capture = match (cap.control, cap.enis_file) {
+            (Some(_), Some(_)) => return Err(invalid("capture", "give either `control` or `enis-file`, not both")),
+            (Some(endpoint), None) => Capture::Control {
+                endpoint,
+                initial_wait: Duration::from_secs(cap.initial_wait_secs.unwrap_or(10)),
+            },
+            (None, Some(file)) => Capture::Static {
+                enis: load_enis(&base.join(file))?,
+                destination: match (cap.project, cap.logstore) {
+                    (Some(p), Some(l)) => Some((p, l)),
+                    (None, None) => None,
+                    _ => return Err(invalid("capture", "`project` and `logstore` go together")),
+                },
+            },
+            (None, None) => Capture::Manual,
+        };
+
+        let ex = raw.export;
+        let sink = match (ex.collector, ex.jsonl) {
+            (Some(_), Some(_)) => return Err(invalid("export", "give either `collector` or `jsonl`, not both")),
+            (Some(endpoint), None) => Sink::Collector { endpoint },
+            (None, Some(path)) if path.as_os_str() == "-" => Sink::Stdout,
+            (None, Some(path)) => Sink::File(base.join(path)),
+            (None, None) => Sink::Stdout,
+        };
+        if let (Sink::Collector { .. }, Capture::Static { destination: None, .. }) = (&sink, &capture) {
+            return Err(invalid("capture", "a static capture delivered to a collector needs `project` and `logstore`"));
+        }
+        let max_batch_records = ex.max_batch_records.unwrap_or(4096);
+        if !(1..=1_000_000).contains(&max_batch_records) {
+            return Err(invalid("export.max-batch-records", "must be 1 to 1000000"));
+        }
+        let max_unacked_batches = ex.max_unacked_batches.unwrap_or(64);
+        if !(1..=65_536).contains(&max_unacked_batches) {
+            return Err(invalid("export.max-unacked-batches", "must be 1 to 65536"));
+        }
+
+        let host = match raw.host {
+            Some(h) if !h.is_empty() => h,
+            Some(_) => return Err(invalid("host", "must not be empty")),
+            None => system_host_name(),
+        };
+        let stop_when_idle = match raw.run.stop_when_idle_ms.unwrap_or(0) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        };
+        Ok(Self {
+            region: raw.region.map(Arc::from),
+            host,
+            eal_args: raw.eal.map(|e| e.args).unwrap_or_default(),
+            ports,
+            interval_secs,
+            flow_capacity,
+            burst_size,
+            mbufs,
+            clock,
+            seal_ring,
+            workers,
+            capture,
+            sink,
+            max_batch_records,
+            max_unacked_batches,
+            shutdown_grace: Duration::from_millis(ex.shutdown_grace_ms.unwrap_or(15_000)),
+            stop_when_idle,
+        })
+    }
+}
+
+/// The ENI file as written: `[[eni]]` tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEniFile {
+    #[serde(default)]
+    eni: Vec<RawEni>,
+}
+
+/// One `[[eni]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawEni {
+    id: String,
+    mac: String,
+    vm_id: String,
+    vswitch_id: String,
+    vpc_id: String,
+    account_id: String,
+}
+
+/// Reads an ENI file (`[[eni]]` tables with `id`, `mac`, `vm-id`, `vswitch-id`, `vpc-id`, `account-id`).
+pub fn load_enis(path: &Path) -> Result<Vec<Eni>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_enis(&text, &path.display().to_string())
+}
+
+/// Parses ENI file text; `what` names it in errors.
+pub fn parse_enis(text: &str, what: &str) -> Result<Vec<Eni>, ConfigError> {
+    let raw: RawEniFile = toml::from_str(text).map_err(|source| ConfigError::Syntax {
+        what: what.to_string(),
+        source,
+    })?;
+    raw.eni
+        .into_iter()
+        .map(|e| {
+            let mac: MacAddr = e
+                .mac
+                .parse()
+                .map_err(|_| invalid("eni.mac", format!("`{}` of {} is not a MAC address", e.mac, e.id)))?;
+            if e.id.is_empty() {
+                return Err(invalid("eni.id", "must not be empty".to_string()));
+            }
+            Ok(Eni::new(e.id.as_str(), mac, e.vm_id.as_str(), e.vswitch_id.as_str(), e.vpc_id.as_str(), e.account_id.as_str()))
+        })
+        .collect()
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// The system's host name, or `localhost` when it cannot be read.
+fn system_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}

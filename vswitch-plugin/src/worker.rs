@@ -1,0 +1,86 @@
+//! A worker's state outside any packet source: its [`Meter`] and its link to the exporter. The DPDK poll loop,
+//! the C ABI and replay all drive the same `Worker`, so every path meters and seals identically.
+//!
+//! # Hot path
+//! Per burst: one read of the command ring ([`Worker::poll_commands`]). Per packet: [`Worker::account`], which is
+//! the meter's own path (parse, MAC lookup, flow update); a seal pushes to the SPSC ring and never waits.
+
+use std::time::Duration;
+
+use flowlog_dataplane::flow::{Action, Meter, MeterCounters};
+
+use crate::export::{WorkerCommand, WorkerEnd};
+
+/// One worker: a meter and the rings to the exporter.
+pub struct Worker {
+    meter: Meter,
+    end: WorkerEnd,
+}
+
+impl Worker {
+    /// A worker metering with `meter` and sealing into `end`.
+    pub fn new(meter: Meter, end: WorkerEnd) -> Self {
+        Self { meter, end }
+    }
+
+    /// Applies the exporter's pending commands (a new ENI table). Call once per burst, before its packets.
+    #[inline]
+    pub fn poll_commands(&mut self) {
+        while let Some(command) = self.end.next_command() {
+            match command {
+                WorkerCommand::SetEnis(table) => {
+                    if let Err(error) = self.meter.set_enis(table) {
+                        // Tables come from the exporter's one lineage; a refusal is a bug worth seeing, not a crash.
+                        tracing::error!(%error, "ENI table refused by the meter");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Meters one frame at `now_secs`.
+    #[inline]
+    pub fn account(&mut self, now_secs: u64, frame: &[u8], wire_len: usize, action: Action) {
+        let mut sink = self.end.sink();
+        self.meter.account(now_secs, frame, wire_len, action, &mut sink);
+    }
+
+    /// Starts the capture clock at `now_secs` (live capture: windows run from here even without traffic).
+    pub fn start(&mut self, now_secs: u64) {
+        self.meter.start(now_secs);
+    }
+
+    /// Clock tick without a packet: seals every window that ended by `now_secs`.
+    #[inline]
+    pub fn advance(&mut self, now_secs: u64) {
+        let mut sink = self.end.sink();
+        self.meter.advance(now_secs, &mut sink);
+    }
+
+    /// The meter's counters.
+    pub fn counters(&self) -> &MeterCounters {
+        self.meter.counters()
+    }
+
+    /// Seals the open window, hands every sealed window to the exporter (waiting for ring space, since the
+    /// capture is over), and tells the exporter this worker is finished. Returns the final counters.
+    pub fn finish(mut self) -> MeterCounters {
+        loop {
+            let mut sink = self.end.sink();
+            self.meter.flush(&mut sink);
+            if self.meter.pending_windows() == 0 {
+                break;
+            }
+            if self.end.exporter_gone() {
+                tracing::error!(
+                    windows = self.meter.pending_windows(),
+                    "exporter gone: sealed windows of this worker cannot be delivered"
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.end.mark_finished();
+        self.meter.counters().clone()
+    }
+}
