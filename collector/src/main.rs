@@ -13,9 +13,10 @@
 //!   (kill -9 included). Logs go to stderr (`RUST_LOG` filters them; default `info`).
 #![forbid(unsafe_code)]
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,15 +44,26 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    match start(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(args: &Args) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::default(),
@@ -62,9 +74,6 @@ fn main() -> anyhow::Result<()> {
     let result = runtime.block_on(run(args.listen, &args.data_dir, config));
     // Blocking query tasks stop on their own once their client is gone; do not wait long for them.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    if let Err(e) = &result {
-        tracing::error!(error = %format!("{e:#}"), "collector failed");
-    }
     result
 }
 
@@ -87,7 +96,7 @@ async fn run(listen: SocketAddr, data_dir: &Path, config: Config) -> anyhow::Res
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
+    let mut server = tokio::spawn(
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(service)
@@ -103,7 +112,6 @@ async fn run(listen: SocketAddr, data_dir: &Path, config: Config) -> anyhow::Res
     }
     tracing::info!(%bound, data_dir = %data_dir.display(), "collector serving");
 
-    let mut server = server;
     let signal = tokio::select! {
         signal = signals.recv() => signal,
         result = &mut server => {

@@ -96,8 +96,6 @@ pub struct RawDataplane {
     pub interval_secs: Option<u32>,
     /// Flows per worker table. Default 262144.
     pub flow_capacity: Option<usize>,
-    /// Packets per RX burst, 1-32. Default 32.
-    pub burst_size: Option<u16>,
     /// Mbufs in the packet pool (standalone program). Default 8191.
     pub mbufs: Option<u32>,
     /// Packet clock: `tsc` (wall clock derived from the TSC, read once per burst; default) or `rx-timestamp` (each
@@ -118,9 +116,9 @@ pub struct RawCapture {
     pub control: Option<String>,
     /// Static capture: an ENI file (`[[eni]]` tables) whose ENIs are all captured.
     pub enis_file: Option<PathBuf>,
-    /// Static capture: destination project.
+    /// Without `control`: the project every record goes to (with `export.collector`).
     pub project: Option<String>,
-    /// Static capture: destination logstore.
+    /// Without `control`: the logstore every record goes to.
     pub logstore: Option<String>,
     /// Seconds to wait at start for the first capture set from the control plane. Default 10.
     pub initial_wait_secs: Option<u64>,
@@ -166,8 +164,6 @@ pub struct Config {
     pub interval_secs: u32,
     /// Flows per worker table.
     pub flow_capacity: usize,
-    /// Packets per burst.
-    pub burst_size: u16,
     /// Mbufs in the pool.
     pub mbufs: u32,
     /// Packet clock.
@@ -227,8 +223,12 @@ pub enum Capture {
         /// Destination, when delivering to a collector.
         destination: Option<(String, String)>,
     },
-    /// Nothing until the host registers ENIs through the C ABI.
-    Manual,
+    /// Nothing until the host registers ENIs through the C ABI; they are all delivered to one logstore (or to
+    /// the JSON sink).
+    Manual {
+        /// Destination, when delivering to a collector.
+        destination: Option<(String, String)>,
+    },
 }
 
 /// Where records go.
@@ -276,10 +276,6 @@ impl Config {
         if !(16..=(1 << 28)).contains(&flow_capacity) {
             return Err(invalid("dataplane.flow-capacity", "must be 16 to 268435456 flows"));
         }
-        let burst_size = dp.burst_size.unwrap_or(32);
-        if !(1..=32).contains(&burst_size) {
-            return Err(invalid("dataplane.burst-size", "must be 1 to 32 packets"));
-        }
         let mbufs = dp.mbufs.unwrap_or(8191);
         if mbufs < 512 {
             return Err(invalid("dataplane.mbufs", "must be at least 512"));
@@ -318,21 +314,25 @@ impl Config {
         }
 
         let cap = raw.capture;
+        let destination = match (cap.project, cap.logstore) {
+            (Some(p), Some(l)) => Some((p, l)),
+            (None, None) => None,
+            _ => return Err(invalid("capture", "`project` and `logstore` go together")),
+        };
         let capture = match (cap.control, cap.enis_file) {
             (Some(_), Some(_)) => return Err(invalid("capture", "give either `control` or `enis-file`, not both")),
+            (Some(_), None) if destination.is_some() => {
+                return Err(invalid("capture", "with `control`, destinations come from the flow logs: drop `project` and `logstore`"));
+            }
             (Some(endpoint), None) => Capture::Control {
                 endpoint,
                 initial_wait: Duration::from_secs(cap.initial_wait_secs.unwrap_or(10)),
             },
             (None, Some(file)) => Capture::Static {
                 enis: load_enis(&base.join(file))?,
-                destination: match (cap.project, cap.logstore) {
-                    (Some(p), Some(l)) => Some((p, l)),
-                    (None, None) => None,
-                    _ => return Err(invalid("capture", "`project` and `logstore` go together")),
-                },
+                destination,
             },
-            (None, None) => Capture::Manual,
+            (None, None) => Capture::Manual { destination },
         };
 
         let ex = raw.export;
@@ -343,8 +343,12 @@ impl Config {
             (None, Some(path)) => Sink::File(base.join(path)),
             (None, None) => Sink::Stdout,
         };
-        if let (Sink::Collector { .. }, Capture::Static { destination: None, .. }) = (&sink, &capture) {
-            return Err(invalid("capture", "a static capture delivered to a collector needs `project` and `logstore`"));
+        if let (
+            Sink::Collector { .. },
+            Capture::Static { destination: None, .. } | Capture::Manual { destination: None },
+        ) = (&sink, &capture)
+        {
+            return Err(invalid("capture", "delivering to a collector without `control` needs `project` and `logstore`"));
         }
         let max_batch_records = ex.max_batch_records.unwrap_or(4096);
         if !(1..=1_000_000).contains(&max_batch_records) {
@@ -371,7 +375,6 @@ impl Config {
             ports,
             interval_secs,
             flow_capacity,
-            burst_size,
             mbufs,
             clock,
             seal_ring,

@@ -13,6 +13,8 @@ pub mod capture;
 pub mod config;
 pub mod dpdk;
 pub mod export;
+pub mod instance;
 pub mod pcap;
 pub mod replay;
+pub mod standalone;
 pub mod worker;

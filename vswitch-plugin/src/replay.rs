@@ -92,6 +92,7 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             sink,
             max_batch_records: 4096,
             interval_secs: args.interval,
+            thread_init: None,
         },
         capture,
         vec![link],

@@ -15,3 +15,46 @@ pub fn tsc_hz() -> u64 {
     // SAFETY: reads a value EAL set at init (0 before); no preconditions.
     unsafe { dpdk_sys::fl_get_tsc_hz() }
 }
+
+/// Wall-clock time derived from the TSC: one `rdtsc` and a multiply per reading, no system call, so a worker can
+/// read it once per burst. Calibrated once against the system clock; drift over a run is the TSC's (invariant
+/// TSCs drift by parts per million).
+#[derive(Debug, Clone, Copy)]
+pub struct TscClock {
+    tsc0: u64,
+    wall0_ns: u64,
+    /// Nanoseconds per tick, as a 32.32 fixed-point number.
+    ns_per_tick_q32: u128,
+}
+
+impl TscClock {
+    /// Calibrates against the system clock now; `None` before EAL is initialised (no TSC frequency known).
+    pub fn calibrate() -> Option<Self> {
+        let hz = tsc_hz();
+        if hz == 0 {
+            return None;
+        }
+        let wall0_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        Some(Self {
+            tsc0: tsc(),
+            wall0_ns,
+            ns_per_tick_q32: (1_000_000_000u128 << 32) / u128::from(hz),
+        })
+    }
+
+    /// Unix time now, nanoseconds.
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        let ticks = u128::from(tsc().wrapping_sub(self.tsc0));
+        self.wall0_ns
+            .saturating_add(u64::try_from((ticks * self.ns_per_tick_q32) >> 32).unwrap_or(u64::MAX))
+    }
+
+    /// Unix time now, seconds.
+    #[inline]
+    pub fn now_secs(&self) -> u64 {
+        self.now_ns() / 1_000_000_000
+    }
+}

@@ -51,7 +51,7 @@ mod mbuf;
 mod mempool;
 mod port;
 
-pub use clock::{tsc, tsc_hz};
+pub use clock::{TscClock, tsc, tsc_hz};
 pub use dpdk_sys::rte_mbuf;
 pub use eal::{Eal, MAX_LCORES, current_lcore, current_thread_cpus, unpin_current_thread};
 pub use error::DpdkError;

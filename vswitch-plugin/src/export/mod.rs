@@ -128,7 +128,7 @@ pub enum ExportSink {
 }
 
 /// Exporter settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExporterConfig {
     /// Region written into records.
     pub region: Option<Arc<str>>,
@@ -138,6 +138,8 @@ pub struct ExporterConfig {
     pub max_batch_records: usize,
     /// Window length, seconds (used to decide when removed ENIs' slots may be reused).
     pub interval_secs: u32,
+    /// Runs first on the exporter thread (e.g. to undo the CPU pinning EAL gave the process's threads).
+    pub thread_init: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// The control-plane subscription of a live capture.
@@ -199,6 +201,9 @@ impl Exporter {
         let thread = std::thread::Builder::new()
             .name("flowlog-exporter".into())
             .spawn(move || {
+                if let Some(init) = &config.thread_init {
+                    init();
+                }
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -1,0 +1,80 @@
+//! Assembles a running pipeline from a [`Config`]: the capture state, one [`Worker`] per packet source, their
+//! rings, and the exporter thread. The standalone program and the C ABI both start from here, so they behave
+//! the same way; replay assembles the same parts by hand (its clock and ENIs come from files).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use flowlog_dataplane::flow::{Meter, MeterConfig};
+
+use crate::capture::CaptureState;
+use crate::config::{Capture, Config, Sink};
+use crate::export::deliver::DeliveryConfig;
+use crate::export::{ControlWatch, ExportSink, Exporter, ExporterConfig, link};
+use crate::replay::exporter_id;
+use crate::worker::Worker;
+
+/// A started pipeline: the exporter is running; the workers wait for a packet source to drive them.
+pub struct Pipeline {
+    /// The exporter thread.
+    pub exporter: Exporter,
+    /// One worker per packet source (RX queue, or host thread of the C ABI).
+    pub workers: Vec<Worker>,
+}
+
+/// Starts the exporter and builds `workers` workers. `thread_init` runs first on the exporter thread (the
+/// standalone program uses it to take the thread off the worker cores EAL pinned the process to).
+pub fn start(config: &Config, workers: usize, thread_init: Option<Arc<dyn Fn() + Send + Sync>>) -> anyhow::Result<Pipeline> {
+    let (capture, control) = match &config.capture {
+        Capture::Static { enis, destination } => (CaptureState::fixed(enis.clone(), destination.clone())?, None),
+        Capture::Control { endpoint, .. } => (
+            CaptureState::fixed(Vec::new(), None)?,
+            Some(ControlWatch {
+                endpoint: endpoint.clone(),
+                host: config.host.clone(),
+            }),
+        ),
+        Capture::Manual { destination } => (CaptureState::fixed(Vec::new(), destination.clone())?, None),
+    };
+    let sink = match &config.sink {
+        Sink::Stdout => ExportSink::Stdout,
+        Sink::File(path) => ExportSink::File(path.clone()),
+        Sink::Collector { endpoint } => ExportSink::Collector(DeliveryConfig {
+            endpoint: endpoint.clone(),
+            exporter_id: exporter_id(&format!("vswitch-{}", config.host)),
+            max_unacked: config.max_unacked_batches,
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(5),
+            shutdown_grace: config.shutdown_grace,
+        }),
+    };
+    let mut links = Vec::with_capacity(workers);
+    let mut built = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let meter = Meter::new(
+            MeterConfig::new(config.interval_secs, config.flow_capacity),
+            capture.table().clone(),
+        )
+        .context("configuring a worker's meter")?;
+        let (end, link) = link(config.seal_ring);
+        links.push(link);
+        built.push(Worker::new(meter, end));
+    }
+    let exporter = Exporter::spawn(
+        ExporterConfig {
+            region: config.region.clone(),
+            sink,
+            max_batch_records: config.max_batch_records,
+            interval_secs: config.interval_secs,
+            thread_init,
+        },
+        capture,
+        links,
+        control,
+    )?;
+    Ok(Pipeline {
+        exporter,
+        workers: built,
+    })
+}

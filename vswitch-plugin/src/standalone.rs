@@ -1,0 +1,249 @@
+//! `flowlog-vswitch`: the standalone poll-mode program. It initialises EAL from its configuration, configures
+//! the ports (a real NIC or a virtual device such as `net_pcap`), runs one worker per worker lcore polling its
+//! RX queues in bursts, and streams the records through the exporter thread to the collector.
+//!
+//! # Threads
+//! - Worker lcores: each runs [`poll_loop`] over its RX queues (queues are dealt round-robin to workers).
+//! - The exporter thread: created after EAL init, so it first takes itself off the main lcore's CPU.
+//! - The main thread (main lcore): waits for a signal or for the idle condition, then stops the workers, waits
+//!   for the exporter to deliver everything, and prints the counters.
+//!
+//! # Shutdown
+//! SIGINT / SIGTERM, or (`run.stop-when-idle-ms`) every queue idle that long after traffic was seen, which is
+//! how a played capture ends. Workers then seal their open window, hand everything to the exporter and finish;
+//! the exporter renders and delivers the rest (within `export.shutdown-grace-ms`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use flowlog_dataplane::flow::{Action, MeterCounters};
+
+use crate::config::{Capture, Clock, Config};
+use crate::dpdk::{self, Burst, Eal, Mempool, Port, PortConfig, RxQueue, RxTimestamp, Socket, TscClock};
+use crate::export::ExportReport;
+use crate::instance;
+use crate::worker::Worker;
+
+/// What a run did.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The workers' counters, summed.
+    pub counters: MeterCounters,
+    /// The exporter's report.
+    pub export: ExportReport,
+    /// Packets the ports dropped for lack of descriptors or mbufs (imissed + rx_nombuf).
+    pub port_drops: u64,
+}
+
+/// Per-worker liveness, written by the worker once per non-empty burst, read by the main thread.
+#[derive(Default)]
+#[repr(align(64))]
+struct Activity {
+    /// Monotonic milliseconds (since program start) of the last non-empty burst; 0 = none yet.
+    last_rx_ms: AtomicU64,
+}
+
+/// Runs the program until a signal or the idle condition; returns what it did.
+pub fn run(config: Config) -> anyhow::Result<RunReport> {
+    if config.ports.is_empty() {
+        bail!("no [[ports]] configured");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone()).context("installing SIGINT")?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone()).context("installing SIGTERM")?;
+
+    let eal = Eal::init(&config.eal_args).context("initialising DPDK EAL")?;
+    let worker_lcores: Vec<u32> = eal.worker_lcores().collect();
+    if worker_lcores.is_empty() {
+        bail!("EAL has no worker lcore: give at least two lcores (e.g. `-l 0-1`, or `--lcores=0@(0-1),1@(0-1)`)");
+    }
+    let pool = Mempool::new(&eal, "flowlog_rx", config.mbufs, 256, Mempool::DEFAULT_DATA_ROOM, Socket::Any)
+        .context("creating the mbuf pool (under --no-huge each mbuf needs ~4 KiB of -m)")?;
+
+    let mut ports = Vec::with_capacity(config.ports.len());
+    let mut queues: Vec<RxQueue> = Vec::new();
+    for port_config in &config.ports {
+        let mut port = Port::by_name(&eal, &port_config.name).with_context(|| format!("port {}", port_config.name))?;
+        let setup = port
+            .configure(
+                &PortConfig {
+                    rx_queues: port_config.rx_queues,
+                    rx_descriptors: port_config.rx_descriptors,
+                    ..PortConfig::default()
+                },
+                &pool,
+            )
+            .with_context(|| format!("configuring port {}", port_config.name))?;
+        tracing::info!(port = %port_config.name, ?setup, "port configured");
+        ports.push(port);
+    }
+    let timestamps = match config.clock {
+        Clock::Tsc => None,
+        Clock::RxTimestamp => Some(ports[0].rx_timestamp().context(
+            "clock = \"rx-timestamp\" needs a port that stamps packets (net_pcap does; a NIC needs the offload)",
+        )?),
+    };
+
+    let workers = worker_lcores.len().min(config.ports.iter().map(|p| usize::from(p.rx_queues)).sum());
+    let unpin: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {
+        if let Err(error) = dpdk::unpin_current_thread() {
+            tracing::warn!(%error, "exporter thread stays pinned to the main lcore");
+        }
+    });
+    let pipeline = instance::start(&config, workers, Some(unpin))?;
+    if let Capture::Control { initial_wait, endpoint } = &config.capture {
+        if pipeline.exporter.wait_ready(*initial_wait) {
+            tracing::info!(%endpoint, "first capture set applied");
+        } else {
+            tracing::warn!(%endpoint, ?initial_wait, "no capture set from the control plane yet; capturing nothing until one arrives");
+        }
+    }
+
+    for port in &mut ports {
+        port.start().with_context(|| format!("starting port {}", port.name()))?;
+    }
+    for port in &ports {
+        for queue in 0..config.ports.iter().find(|p| p.name == port.name()).map_or(1, |p| p.rx_queues) {
+            queues.push(port.rx_queue(queue)?);
+        }
+    }
+    let mut per_worker: Vec<Vec<RxQueue>> = (0..workers).map(|_| Vec::new()).collect();
+    for (index, queue) in queues.into_iter().enumerate() {
+        per_worker[index % workers].push(queue);
+    }
+
+    let began = Instant::now();
+    let tsc_clock = TscClock::calibrate().context("EAL gave no TSC frequency")?;
+    let activity: Arc<Vec<Activity>> = Arc::new((0..workers).map(|_| Activity::default()).collect());
+    let results = Arc::new(parking_lot::Mutex::new(Vec::<MeterCounters>::new()));
+    for (index, ((worker, rx), lcore)) in pipeline
+        .workers
+        .into_iter()
+        .zip(per_worker)
+        .zip(worker_lcores.iter().copied())
+        .enumerate()
+    {
+        let ctx = LoopContext {
+            stop: stop.clone(),
+            activity: activity.clone(),
+            index,
+            began,
+            clock: tsc_clock,
+            timestamps,
+        };
+        let results = results.clone();
+        eal.launch(lcore, move || {
+            let counters = poll_loop(worker, rx, ctx);
+            results.lock().push(counters);
+            0
+        })
+        .with_context(|| format!("launching worker {index} on lcore {lcore}"))?;
+    }
+    tracing::info!(workers, "capturing");
+
+    supervise(&config, &stop, &activity, began);
+    stop.store(true, Ordering::Release);
+    for (lcore, result) in eal.wait_all() {
+        if let Err(error) = result {
+            tracing::error!(lcore, %error, "worker failed");
+        }
+    }
+    let export = pipeline.exporter.join()?;
+    let mut counters = MeterCounters::default();
+    for c in results.lock().iter() {
+        counters.add(c);
+    }
+    let mut port_drops = 0;
+    for port in &mut ports {
+        if let Ok(stats) = port.stats() {
+            port_drops += stats.imissed + stats.rx_nombuf;
+        }
+        if let Err(error) = port.stop() {
+            tracing::warn!(port = %port.name(), %error, "stopping port");
+        }
+    }
+    drop(ports);
+    drop(pool);
+    if let Err(error) = eal.cleanup() {
+        tracing::warn!(%error, "EAL cleanup");
+    }
+    Ok(RunReport {
+        counters,
+        export,
+        port_drops,
+    })
+}
+
+/// Waits on the main thread until a signal arrives or, with `stop-when-idle`, every worker has seen traffic and
+/// then none for that long.
+fn supervise(config: &Config, stop: &AtomicBool, activity: &[Activity], began: Instant) {
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(20));
+        if let Some(idle) = config.stop_when_idle {
+            let now_ms = began.elapsed().as_millis() as u64;
+            let last: Vec<u64> = activity.iter().map(|a| a.last_rx_ms.load(Ordering::Relaxed)).collect();
+            let any_traffic = last.iter().any(|&ms| ms > 0);
+            let newest = last.iter().copied().max().unwrap_or(0);
+            if any_traffic && now_ms.saturating_sub(newest) >= idle.as_millis() as u64 {
+                tracing::info!(?idle, "every queue idle: stopping");
+                return;
+            }
+        }
+    }
+    tracing::info!("signal received: stopping");
+}
+
+/// What a worker's poll loop needs besides its worker and queues.
+struct LoopContext {
+    stop: Arc<AtomicBool>,
+    activity: Arc<Vec<Activity>>,
+    index: usize,
+    began: Instant,
+    clock: TscClock,
+    timestamps: Option<RxTimestamp>,
+}
+
+/// A worker lcore's loop: per burst, one command-ring read, one clock read, and the meter's per-packet path.
+fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> MeterCounters {
+    let mut burst = Burst::new();
+    if ctx.timestamps.is_none() {
+        worker.start(ctx.clock.now_secs());
+    }
+    let activity = &ctx.activity[ctx.index];
+    let mut idle_polls = 0u32;
+    while !ctx.stop.load(Ordering::Relaxed) {
+        worker.poll_commands();
+        let mut received = 0;
+        for queue in &mut queues {
+            let n = queue.rx_burst(&mut burst);
+            if n == 0 {
+                continue;
+            }
+            received += n;
+            let now = ctx.clock.now_secs();
+            for mbuf in burst.iter() {
+                let secs = match &ctx.timestamps {
+                    Some(ts) => mbuf.rx_timestamp_ns(ts).map_or(now, |ns| ns / 1_000_000_000),
+                    None => now,
+                };
+                worker.account(secs, mbuf.data(), mbuf.pkt_len() as usize, Action::Accept);
+            }
+            burst.free_all();
+        }
+        if received > 0 {
+            idle_polls = 0;
+            activity.last_rx_ms.store(ctx.began.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
+        } else {
+            idle_polls = idle_polls.saturating_add(1);
+            // Idle: let the clock seal ended windows (live clock only; a packet clock advances with packets).
+            if ctx.timestamps.is_none() && idle_polls % 64 == 0 {
+                worker.advance(ctx.clock.now_secs());
+            }
+            std::hint::spin_loop();
+        }
+    }
+    drop(burst);
+    worker.finish()
+}
