@@ -15,6 +15,10 @@ struct Cli {
 enum Command {
     /// Meter a pcap capture offline (its timestamps as the clock) and print or deliver the records.
     Replay(flowlog_vswitch::replay::ReplayArgs),
+    /// Read records of a logstore from the collector.
+    Query(flowlog_collector::cli::QueryArgs),
+    /// The top flows of a logstore over a time range, by bytes or packets.
+    Top(flowlog_collector::cli::TopArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -22,6 +26,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => flowlog_vswitch::replay::run(&args).map(|_| ()),
+        Command::Query(args) => block_on(flowlog_collector::cli::run_query(args)),
+        Command::Top(args) => block_on(flowlog_collector::cli::run_top(args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -30,6 +36,11 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Runs an async subcommand on a single-threaded runtime.
+fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(future)
 }
 
 /// Logs to stderr, `warn` and above unless `RUST_LOG` says otherwise; stdout carries only results.

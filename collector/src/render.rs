@@ -1,54 +1,25 @@
 //! Text renderings of flow-log records: the JSON line of SPEC.md, and the field texts the CLI tables use.
 //!
 //! # Guarantees
-//! [`record_json`] writes the fields in the order of SPEC.md with kebab-case names, `null` for what a NODATA or
-//! SKIPDATA record does not carry (addresses, ports, protocol, direction, action, type), addresses as text (IPv6
-//! in RFC 5952 form), and `region` only when non-empty. It never fails: values that cannot be rendered (an address
-//! of a length other than 4 or 16 bytes, an unknown enum number) become `null`.
+//! [`record_json`] is the dataplane's rendering (field order of SPEC.md, kebab-case names, `null` for what a
+//! NODATA or SKIPDATA record does not carry, IPv6 in RFC 5952 form, `region` only when non-empty). It never
+//! fails: a record that cannot be converted renders as an object naming the reason.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use flowlog_proto::v1::{Action, Direction, LogStatus, Record};
 
-/// One record as a single-line JSON object (no trailing newline).
+/// One record as a single-line JSON object (no trailing newline), written by the dataplane's renderer, the one
+/// every part of the product uses. The collector refuses records that do not convert at ingest; a record that
+/// still does not (an old file) renders as `{"invalid-record":"<why>"}` instead of failing the query.
 pub fn record_json(r: &Record) -> String {
-    let mut out = String::with_capacity(512);
-    out.push('{');
-    field(&mut out, "version", &r.version.to_string());
-    string_field(&mut out, "account-id", &r.account_id);
-    string_field(&mut out, "vpc-id", &r.vpc_id);
-    string_field(&mut out, "vswitch-id", &r.vswitch_id);
-    string_field(&mut out, "vm-id", &r.vm_id);
-    string_field(&mut out, "eni-id", &r.eni_id);
-    optional_string_field(
-        &mut out,
-        "srcaddr",
-        address(&r.srcaddr).map(|a| a.to_string()).as_deref(),
-    );
-    optional_number_field(&mut out, "srcport", r.srcport);
-    optional_string_field(
-        &mut out,
-        "dstaddr",
-        address(&r.dstaddr).map(|a| a.to_string()).as_deref(),
-    );
-    optional_number_field(&mut out, "dstport", r.dstport);
-    optional_number_field(&mut out, "protocol", r.protocol);
-    optional_string_field(&mut out, "direction", direction(r.direction));
-    field(&mut out, "packets", &r.packets.to_string());
-    field(&mut out, "bytes", &r.bytes.to_string());
-    field(&mut out, "start", &r.start.to_string());
-    field(&mut out, "end", &r.end.to_string());
-    optional_string_field(&mut out, "log-status", log_status(r.log_status));
-    optional_string_field(&mut out, "action", action(r.action));
-    field(&mut out, "tcp-flags", &r.tcp_flags.to_string());
-    if !r.region.is_empty() {
-        string_field(&mut out, "region", &r.region);
+    let region = (!r.region.is_empty()).then_some(r.region.as_str());
+    match flowlog_proto::convert::from_proto(r) {
+        Ok(record) => record.to_json(region),
+        Err(e) => {
+            serde_json::json!({ "invalid-record": e.to_string() }).to_string()
+        }
     }
-    optional_string_field(&mut out, "type", address_type(r));
-    out.pop(); // the last field's comma
-    out.push('}');
-    out
 }
 
 /// The record's source or destination address bytes as an address, when they are 4 or 16 bytes long.
@@ -97,58 +68,6 @@ pub fn address_type(r: &Record) -> Option<&'static str> {
         Some(IpAddr::V6(_)) => Some("IPv6"),
         None => None,
     }
-}
-
-fn field(out: &mut String, name: &str, raw_value: &str) {
-    out.push('"');
-    out.push_str(name);
-    out.push_str("\":");
-    out.push_str(raw_value);
-    out.push(',');
-}
-
-fn string_field(out: &mut String, name: &str, value: &str) {
-    out.push('"');
-    out.push_str(name);
-    out.push_str("\":");
-    push_json_string(out, value);
-    out.push(',');
-}
-
-fn optional_string_field(out: &mut String, name: &str, value: Option<&str>) {
-    match value {
-        Some(value) => string_field(out, name, value),
-        None => field(out, name, "null"),
-    }
-}
-
-fn optional_number_field(out: &mut String, name: &str, value: Option<u32>) {
-    match value {
-        Some(value) => field(out, name, &value.to_string()),
-        None => field(out, name, "null"),
-    }
-}
-
-/// Appends `s` as a JSON string literal.
-fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if u32::from(c) < 0x20 => {
-                // Writing to a String cannot fail.
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]
@@ -224,11 +143,13 @@ mod tests {
             version: 1,
             srcaddr: vec![0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1],
             dstaddr: vec![0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            log_status: 1,
+            action: 2,
             ..Record::default()
         };
         let json = record_json(&r);
         assert!(
-            json.ends_with(r#""log-status":null,"action":null,"tcp-flags":0,"type":"IPv6"}"#),
+            json.ends_with(r#""log-status":"OK","action":"REJECT","tcp-flags":0,"type":"IPv6"}"#),
             "{json}"
         );
         assert!(json.contains(r#""srcaddr":"2001:db8::1:0:0:1""#), "{json}");
@@ -240,20 +161,24 @@ mod tests {
     }
 
     #[test]
-    fn odd_values_render_as_null_or_escaped() {
+    fn strings_are_escaped_and_unconvertible_records_say_why() {
         let r = Record {
             eni_id: "quote\" back\\ nl\n ctl\u{1}".into(),
-            srcaddr: vec![1, 2, 3],
-            direction: 99,
-            action: -1,
             log_status: 3,
             ..Record::default()
         };
-        let json = record_json(&r);
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&record_json(&r)).unwrap();
         assert_eq!(v["eni-id"], "quote\" back\\ nl\n ctl\u{1}");
         assert!(v["srcaddr"].is_null() && v["type"].is_null());
         assert!(v["direction"].is_null() && v["action"].is_null());
         assert_eq!(v["log-status"], "SKIPDATA");
+
+        let bad = Record {
+            srcaddr: vec![1, 2, 3],
+            log_status: 1,
+            ..Record::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&record_json(&bad)).unwrap();
+        assert!(v["invalid-record"].as_str().unwrap().contains("3 bytes"), "{v}");
     }
 }

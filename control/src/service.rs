@@ -464,6 +464,130 @@ pub fn capture_set_to_pb(set: &state::CaptureSet) -> pb::CaptureSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pb::control_server::Control as _;
+    use std::time::Duration;
+
+    fn service_in(dir: &std::path::Path) -> (ControlService, watch::Sender<bool>) {
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let state = State::new("cn-hangzhou").unwrap();
+        (
+            ControlService::new(state, dir.join("state.json"), shutdown_rx),
+            shutdown,
+        )
+    }
+
+    fn register(n: u32, host: &str) -> Request<pb::RegisterNetworkInterfaceRequest> {
+        Request::new(pb::RegisterNetworkInterfaceRequest {
+            network_interface: Some(pb::NetworkInterface {
+                eni_id: format!("eni-{n}"),
+                mac: format!("02:00:00:00:{:02x}:{:02x}", n >> 8, n & 0xff),
+                vm_id: String::new(),
+                vswitch_id: "vsw-1".into(),
+                vpc_id: "vpc-1".into(),
+                account_id: "1".into(),
+                host: host.into(),
+            }),
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_mutations_are_serialised_and_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (service, _shutdown) = service_in(dir.path());
+        let calls: Vec<_> = (0..40)
+            .map(|n| {
+                let service = service.clone();
+                tokio::spawn(
+                    async move { service.register_network_interface(register(n, "h")).await },
+                )
+            })
+            .collect();
+        for call in calls {
+            call.await.unwrap().unwrap();
+        }
+        let state = service.state();
+        assert_eq!(state.list_enis(None).len(), 40);
+        assert_eq!(state.version(), 40);
+        let stored = persist::load(&dir.path().join("state.json"), "cn-hangzhou")
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, *state);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let (service, _shutdown) = service_in(&sub);
+        service
+            .register_network_interface(register(1, "h"))
+            .await
+            .unwrap();
+        std::fs::remove_dir_all(&sub).unwrap();
+        let status = service
+            .register_network_interface(register(2, "h"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert!(
+            status.message().starts_with("InternalError.Persistence: "),
+            "{status:?}"
+        );
+        assert_eq!(service.state().list_enis(None).len(), 1);
+        assert_eq!(service.state().version(), 1);
+    }
+
+    #[tokio::test]
+    async fn watchers_skip_foreign_changes_coalesce_and_end_at_shutdown() {
+        use futures_util::StreamExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let (service, shutdown) = service_in(dir.path());
+        service
+            .register_network_interface(register(1, "a"))
+            .await
+            .unwrap();
+        let create = pb::CreateFlowLogRequest {
+            resource_type: pb::ResourceType::Vpc.into(),
+            resource_id: "vpc-1".into(),
+            project_name: "proj".into(),
+            logstore_name: "store".into(),
+            ..Default::default()
+        };
+        service.create_flow_log(Request::new(create)).await.unwrap();
+        let watch = |host: &str| {
+            let service = service.clone();
+            let host = host.to_owned();
+            async move {
+                service
+                    .watch_capture_set(Request::new(pb::WatchCaptureSetRequest { host }))
+                    .await
+                    .unwrap()
+                    .into_inner()
+            }
+        };
+        let mut a = watch("a").await;
+        let mut b = watch("b").await;
+        let first = a.next().await.unwrap().unwrap();
+        assert_eq!(first.interfaces.len(), 1);
+        assert_eq!(b.next().await.unwrap().unwrap().interfaces.len(), 0);
+        // Three changes on host a while its watcher does not read: it then gets one set, the latest.
+        for n in 2..5 {
+            service
+                .register_network_interface(register(n, "a"))
+                .await
+                .unwrap();
+        }
+        let latest = a.next().await.unwrap().unwrap();
+        assert_eq!(latest.interfaces.len(), 4);
+        assert_eq!(latest.version, service.state().host_version("a"));
+        // Host b saw none of it: nothing is ready on its stream.
+        let pending = tokio::time::timeout(Duration::from_millis(50), b.next()).await;
+        assert!(pending.is_err(), "host b was sent {pending:?}");
+        shutdown.send_replace(true);
+        assert!(a.next().await.is_none());
+        assert!(b.next().await.is_none());
+    }
 
     #[test]
     fn flow_log_ids_look_random() {

@@ -223,6 +223,11 @@ impl Store {
                 "sequence numbers start at 1".into(),
             ));
         }
+        for (index, record) in batch.records.iter().enumerate() {
+            if let Err(e) = flowlog_proto::convert::from_proto(record) {
+                return Err(StoreError::InvalidBatch(format!("record {index}: {e}")));
+            }
+        }
         let id = BatchId {
             exporter_id: batch.exporter_id.as_str().into(),
             sequence: batch.sequence,

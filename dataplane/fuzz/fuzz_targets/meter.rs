@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use flowlog_dataplane::export::{LogStatus, records};
-use flowlog_dataplane::flow::{Action, Eni, EniTable, MacAddr, Meter, MeterConfig, SealSink, SealedWindow};
+use flowlog_dataplane::flow::{
+    Action, Eni, EniTable, MacAddr, Meter, MeterConfig, SealSink, SealedWindow,
+};
 use libfuzzer_sys::fuzz_target;
 
 struct Flaky {
@@ -28,13 +30,27 @@ impl SealSink for Flaky {
 
 fuzz_target!(|input: &[u8]| {
     let enis = (0u8..4).map(|n| {
-        Eni::new(format!("eni-{n}"), MacAddr([2, 0, 0, 0, 0, n]), "i", "vsw", "vpc", "acct")
+        Eni::new(
+            format!("eni-{n}"),
+            MacAddr([2, 0, 0, 0, 0, n]),
+            "i",
+            "vsw",
+            "vpc",
+            "acct",
+        )
     });
-    let Ok(table) = EniTable::from_enis(enis) else { return };
+    let Ok(table) = EniTable::from_enis(enis) else {
+        return;
+    };
     let mut config = MeterConfig::new(5, 8);
     config.max_pending_windows = usize::MAX;
-    let Ok(mut meter) = Meter::new(config, Arc::new(table)) else { return };
-    let mut sink = Flaky { refuse: false, got: Vec::new() };
+    let Ok(mut meter) = Meter::new(config, Arc::new(table)) else {
+        return;
+    };
+    let mut sink = Flaky {
+        refuse: false,
+        got: Vec::new(),
+    };
     let mut now = 1_000u64;
     let mut rest = input;
     // Each record: [control, len, frame bytes...]: control's low bits advance the clock, bit 7 toggles refusal.
@@ -46,7 +62,11 @@ fuzz_target!(|input: &[u8]| {
         if control & 0x80 != 0 {
             sink.refuse = !sink.refuse;
         }
-        let action = if control & 0x40 != 0 { Action::Reject } else { Action::Accept };
+        let action = if control & 0x40 != 0 {
+            Action::Reject
+        } else {
+            Action::Accept
+        };
         let wire = frame.len() + usize::from(control & 0x30);
         meter.account(now, frame, wire, action, &mut sink);
     }

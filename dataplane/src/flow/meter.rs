@@ -97,8 +97,8 @@ pub enum MeterError {
         /// The new table's lineage.
         got: u64,
     },
-    /// The new ENI table no longer names a slot that has traffic in the open window, or names another ENI
-    /// there (its tombstone was reclaimed too early); the meter keeps its current table.
+    /// The new ENI table gives a slot that has traffic in the open window to another ENI (its tombstone was
+    /// reclaimed and reused too early); the meter keeps its current table.
     #[error("ENI slot {0:?} has traffic in the open window but is missing from the new table")]
     SlotReclaimed(EniSlot),
 }
@@ -116,6 +116,8 @@ pub struct Meter {
     /// While stopped after a flush: the earliest window a restart may open.
     resume_at: Option<u64>,
     active: EniSet,
+    /// Tables replaced during the open window that still name slots it references.
+    window_older_enis: Vec<Arc<EniTable>>,
     /// SKIPDATA counts of the open window, by slot.
     skipped: Vec<SkipCounts>,
     any_skipped: bool,
@@ -146,6 +148,7 @@ impl Meter {
             open: None,
             resume_at: None,
             active: EniSet::with_slots(slots),
+            window_older_enis: Vec::new(),
             skipped: vec![SkipCounts::default(); slots],
             any_skipped: false,
             pending: VecDeque::new(),
@@ -155,8 +158,9 @@ impl Meter {
     }
 
     /// Replaces the ENI table for the next frames, without pausing. `enis` must continue the current table's
-    /// lineage ([`EniTable::to_builder`]) and still name every slot with traffic in the open window; otherwise
-    /// the meter keeps its table and returns an error.
+    /// lineage ([`EniTable::to_builder`]) and must not give a slot with traffic in the open window to another
+    /// ENI; otherwise the meter keeps its table and returns an error. If it freed such a slot (reclaimed
+    /// tombstone, not reused), the open window keeps the current table too, to name the slot in its records.
     pub fn set_enis(&mut self, enis: Arc<EniTable>) -> Result<(), MeterError> {
         if enis.lineage() != self.enis.lineage() {
             return Err(MeterError::UnrelatedTable {
@@ -164,13 +168,19 @@ impl Meter {
                 got: enis.lineage(),
             });
         }
-        let renamed = |slot| match (self.enis.eni(slot), enis.eni(slot)) {
-            (Some(old), Some(new)) => old.id != new.id,
-            (_, None) => true,
-            (None, Some(_)) => false,
-        };
-        if let Some(slot) = self.active.iter().find(|&slot| renamed(slot)) {
-            return Err(MeterError::SlotReclaimed(slot));
+        let mut keep_old = false;
+        for slot in self.active.iter() {
+            match (self.enis.eni(slot), enis.eni(slot)) {
+                (Some(old), Some(new)) if old.id != new.id => {
+                    return Err(MeterError::SlotReclaimed(slot));
+                }
+                // Freed but not reused: the open window keeps the current table to name the slot.
+                (Some(_), None) => keep_old = true,
+                _ => {}
+            }
+        }
+        if keep_old {
+            self.window_older_enis.push(Arc::clone(&self.enis));
         }
         let slots = enis.slot_count();
         if self.skipped.len() < slots {
@@ -398,7 +408,7 @@ impl Meter {
             start,
             end: start.saturating_add(self.interval),
             enis: self.enis.clone(),
-            older_enis: Vec::new(),
+            older_enis: std::mem::take(&mut self.window_older_enis),
             flows,
             active,
             skipped,

@@ -579,11 +579,7 @@ fn eni_changes_take_effect_for_the_next_frames() {
     b.remove("eni-00001", 100).unwrap();
     b.reclaim(101);
     let reclaimed = b.build();
-    assert!(matches!(
-        m.set_enis(Arc::new(reclaimed.clone())),
-        Err(MeterError::SlotReclaimed(EniSlot(0)))
-    ));
-    // Reused by another ENI: refused as well.
+    // Reused by another ENI: refused, the meter keeps its table.
     let mut b = reclaimed.to_builder();
     assert_eq!(b.insert(eni(7, [2, 0, 0, 0xe1, 0, 7])).unwrap(), EniSlot(0));
     assert!(matches!(
@@ -591,6 +587,31 @@ fn eni_changes_take_effect_for_the_next_frames() {
         Err(MeterError::SlotReclaimed(EniSlot(0)))
     ));
     assert!(Arc::ptr_eq(m.enis(), &t2));
+    // Freed, not reused: accepted; the open window still names eni 1 through the table it replaced.
+    m.set_enis(Arc::new(reclaimed)).unwrap();
+    m.account(
+        101,
+        &tcp_frame(MAC_A, GW, 1, 0),
+        54,
+        Action::Accept,
+        &mut out,
+    );
+    assert_eq!(m.counters().unattributed, 3);
+    let before = out.len();
+    m.flush(&mut out);
+    let last = &out[before..];
+    let rows: Vec<_> = status_counts(last)
+        .iter()
+        .map(|r| (r.1.clone(), r.2, r.3))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("eni-00001".to_string(), LogStatus::Ok, 1),
+            ("eni-00003".to_string(), LogStatus::NoData, 0),
+            ("eni-00009".to_string(), LogStatus::NoData, 0),
+        ]
+    );
 }
 
 #[test]
