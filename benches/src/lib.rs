@@ -1,1 +1,62 @@
-//! Throughput benchmarks of the dataplane, replay and the exporter, each next to a baseline measured in the same run.
+//! Shared helpers of the throughput benchmarks: timing with repetitions, and the machine description every
+//! report starts with. The benchmarks themselves are under `benches/benches/`; `scripts/bench` runs them all.
+
+#![forbid(unsafe_code)]
+
+use std::time::{Duration, Instant};
+
+/// The best and median wall time of `runs` executions of `work`, after one warm-up run.
+pub fn measure<T>(runs: usize, mut work: impl FnMut() -> T) -> (Duration, Duration) {
+    std::hint::black_box(work());
+    let mut times: Vec<Duration> = (0..runs.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(work());
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    (times[0], times[times.len() / 2])
+}
+
+/// The CPU model and its nominal frequency in GHz, from /proc/cpuinfo (`None` when unknown).
+pub fn cpu() -> (String, Option<f64>) {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+    };
+    let model = field("model name").unwrap_or_else(|| "unknown CPU".into());
+    let ghz = field("cpu MHz")
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|mhz| mhz / 1000.0);
+    (model, ghz)
+}
+
+/// Prints the machine a report was measured on.
+pub fn print_machine() {
+    let (model, ghz) = cpu();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "machine: {model}, {cores} cores, {} GHz",
+        ghz.map_or("?".to_string(), |g| format!("{g:.2}"))
+    );
+}
+
+/// One line of a report: packets per second, ns and cycles per packet.
+pub fn report_line(name: &str, packets: u64, time: Duration) {
+    let secs = time.as_secs_f64();
+    let ns = secs * 1e9 / packets as f64;
+    let cycles = cpu()
+        .1
+        .map_or("?".to_string(), |ghz| format!("{:.0}", ns * ghz));
+    println!(
+        "  {name:<44} {:>8.2} Mpps {:>9.1} ns/pkt {:>7} cycles/pkt  ({:.3} s)",
+        packets as f64 / secs / 1e6,
+        ns,
+        cycles,
+        secs
+    );
+}

@@ -19,6 +19,8 @@ enum Command {
     Query(flowlog_collector::cli::QueryArgs),
     /// The top flows of a logstore over a time range, by bytes or packets.
     Top(flowlog_collector::cli::TopArgs),
+    #[command(flatten)]
+    Control(flowlog_control::cli::ControlCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,6 +30,7 @@ fn main() -> std::process::ExitCode {
         Command::Replay(args) => flowlog_vswitch::replay::run(&args).map(|_| ()),
         Command::Query(args) => block_on(flowlog_collector::cli::run_query(args)),
         Command::Top(args) => block_on(flowlog_collector::cli::run_top(args)),
+        Command::Control(command) => block_on(flowlog_control::cli::run(command)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -40,12 +43,18 @@ fn main() -> std::process::ExitCode {
 
 /// Runs an async subcommand on a single-threaded runtime.
 fn block_on(future: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(future)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future)
 }
 
 /// Logs to stderr, `warn` and above unless `RUST_LOG` says otherwise; stdout carries only results.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -27,7 +27,12 @@ fn e2e_vswitch_on_net_pcap_delivers_what_replay_computes() {
     let data = d.join("collector-data");
     let collector = Server::start(
         &bin("flowlog-collector"),
-        &["--listen", "127.0.0.1:0", "--data-dir", data.to_str().unwrap()],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
     );
     std::fs::write(
         d.join("vswitch.toml"),
@@ -62,7 +67,10 @@ stop-when-idle-ms = 1000
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "flowlog-vswitch failed: {stderr}");
     assert!(stderr.contains("1000000 frames"), "{stderr}");
-    assert!(stderr.contains(" 0 abandoned, 0 dropped by the ports"), "{stderr}");
+    assert!(
+        stderr.contains(" 0 abandoned, 0 dropped by the ports"),
+        "{stderr}"
+    );
 
     let queried = run(Command::new(bin("flowlog")).args([
         "query",

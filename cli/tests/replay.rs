@@ -41,8 +41,14 @@ fn replay_reproduces_the_independent_sample() {
     let expected = std::fs::read_to_string(dir.join("sample.expected-60s.jsonl")).unwrap();
     assert_same_records(&out, &expected);
     // The sample's README: 9 malformed frames, 4 ARP frames.
-    assert!(stderr.contains("malformed                        9"), "{stderr}");
-    assert!(stderr.contains("non_ip                           4"), "{stderr}");
+    assert!(
+        stderr.contains("malformed                        9"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("non_ip                           4"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -51,13 +57,21 @@ fn replay_reproduces_a_generated_million_packet_capture() {
     let config = flowlog_trafficgen::GenConfig::new(20_261_126, 1_000_000, 60);
     let summary = flowlog_trafficgen::generate(&config, dir.path()).unwrap();
     assert_eq!(summary.frames, 1_000_000);
-    let (out, stderr) = replay(&dir.path().join("capture.pcap"), &dir.path().join("enis.toml"), 60);
+    let (out, stderr) = replay(
+        &dir.path().join("capture.pcap"),
+        &dir.path().join("enis.toml"),
+        60,
+    );
     let expected = std::fs::read_to_string(dir.path().join("expected.jsonl")).unwrap();
     assert_same_records(&out, &expected);
     let counter = |name: &str| -> u64 {
         stderr
             .lines()
-            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().parse().unwrap()))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(name)
+                    .map(|v| v.trim().parse().unwrap())
+            })
             .unwrap_or(0)
     };
     assert_eq!(counter("frames "), summary.frames);
@@ -71,7 +85,11 @@ fn replay_with_another_interval_and_seed() {
     let dir = tempfile::tempdir().unwrap();
     let config = flowlog_trafficgen::GenConfig::new(7, 50_000, 10);
     flowlog_trafficgen::generate(&config, dir.path()).unwrap();
-    let (out, _) = replay(&dir.path().join("capture.pcap"), &dir.path().join("enis.toml"), 10);
+    let (out, _) = replay(
+        &dir.path().join("capture.pcap"),
+        &dir.path().join("enis.toml"),
+        10,
+    );
     let expected = std::fs::read_to_string(dir.path().join("expected.jsonl")).unwrap();
     assert_same_records(&out, &expected);
 }

@@ -16,9 +16,7 @@ pub fn record_json(r: &Record) -> String {
     let region = (!r.region.is_empty()).then_some(r.region.as_str());
     match flowlog_proto::convert::from_proto(r) {
         Ok(record) => record.to_json(region),
-        Err(e) => {
-            serde_json::json!({ "invalid-record": e.to_string() }).to_string()
-        }
+        Err(e) => serde_json::json!({ "invalid-record": e.to_string() }).to_string(),
     }
 }
 
@@ -179,6 +177,9 @@ mod tests {
             ..Record::default()
         };
         let v: serde_json::Value = serde_json::from_str(&record_json(&bad)).unwrap();
-        assert!(v["invalid-record"].as_str().unwrap().contains("3 bytes"), "{v}");
+        assert!(
+            v["invalid-record"].as_str().unwrap().contains("3 bytes"),
+            "{v}"
+        );
     }
 }

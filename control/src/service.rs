@@ -127,7 +127,7 @@ impl pb::control_server::Control for ControlService {
         let host = eni.host.clone();
         self.mutate(move |state| Ok(((), state.register_eni(eni)?)))
             .await?;
-        tracing::info!(%eni_id, %host, "registered network interface");
+        tracing::debug!(%eni_id, %host, "registered network interface");
         Ok(Response::new(pb::RegisterNetworkInterfaceResponse {}))
     }
 
@@ -139,7 +139,7 @@ impl pb::control_server::Control for ControlService {
         let id = eni_id.clone();
         self.mutate(move |state| Ok(((), state.deregister_eni(&id)?)))
             .await?;
-        tracing::info!(%eni_id, "deregistered network interface");
+        tracing::debug!(%eni_id, "deregistered network interface");
         Ok(Response::new(pb::DeregisterNetworkInterfaceResponse {}))
     }
 
@@ -340,6 +340,7 @@ fn new_flow_log_id() -> String {
     let mut id = String::with_capacity(23);
     id.push_str("fl-");
     for _ in 0..20 {
+        // `value % 36` is below 36, the alphabet's length: the index is always in bounds.
         id.push(char::from(ALPHABET[(value % 36) as usize]));
         value /= 36;
     }

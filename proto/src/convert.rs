@@ -6,9 +6,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::v1 as proto;
 use flowlog_dataplane::export::{LogStatus, Record};
 use flowlog_dataplane::flow::{Action, Direction, Eni, MacAddr};
-use crate::v1 as proto;
 
 /// Errors turning a wire record into a dataplane record.
 #[derive(Debug, thiserror::Error)]
@@ -87,8 +87,13 @@ pub fn from_proto(r: &proto::Record) -> Result<Record, ConvertError> {
         r.account_id.as_str(),
     );
     let port = |field, v: Option<u32>| {
-        v.map(|v| u16::try_from(v).map_err(|_| ConvertError::OutOfRange { field, value: v.into() }))
-            .transpose()
+        v.map(|v| {
+            u16::try_from(v).map_err(|_| ConvertError::OutOfRange {
+                field,
+                value: v.into(),
+            })
+        })
+        .transpose()
     };
     Ok(Record {
         eni,
@@ -98,32 +103,60 @@ pub fn from_proto(r: &proto::Record) -> Result<Record, ConvertError> {
         dstport: port("dstport", r.dstport)?,
         protocol: r
             .protocol
-            .map(|v| u8::try_from(v).map_err(|_| ConvertError::OutOfRange { field: "protocol", value: v.into() }))
+            .map(|v| {
+                u8::try_from(v).map_err(|_| ConvertError::OutOfRange {
+                    field: "protocol",
+                    value: v.into(),
+                })
+            })
             .transpose()?,
         direction: match proto::Direction::try_from(r.direction) {
             Ok(proto::Direction::Unspecified) => None,
             Ok(proto::Direction::In) => Some(Direction::In),
             Ok(proto::Direction::Out) => Some(Direction::Out),
-            Err(_) => return Err(ConvertError::UnknownEnum { field: "direction", value: r.direction }),
+            Err(_) => {
+                return Err(ConvertError::UnknownEnum {
+                    field: "direction",
+                    value: r.direction,
+                });
+            }
         },
         packets: r.packets,
         bytes: r.bytes,
-        start: u64::try_from(r.start).map_err(|_| ConvertError::OutOfRange { field: "start", value: 0 })?,
-        end: u64::try_from(r.end).map_err(|_| ConvertError::OutOfRange { field: "end", value: 0 })?,
+        start: u64::try_from(r.start).map_err(|_| ConvertError::OutOfRange {
+            field: "start",
+            value: 0,
+        })?,
+        end: u64::try_from(r.end).map_err(|_| ConvertError::OutOfRange {
+            field: "end",
+            value: 0,
+        })?,
         log_status: match proto::LogStatus::try_from(r.log_status) {
             Ok(proto::LogStatus::Ok) => LogStatus::Ok,
             Ok(proto::LogStatus::Nodata) => LogStatus::NoData,
             Ok(proto::LogStatus::Skipdata) => LogStatus::SkipData,
-            _ => return Err(ConvertError::UnknownEnum { field: "log-status", value: r.log_status }),
+            _ => {
+                return Err(ConvertError::UnknownEnum {
+                    field: "log-status",
+                    value: r.log_status,
+                });
+            }
         },
         action: match proto::Action::try_from(r.action) {
             Ok(proto::Action::Unspecified) => None,
             Ok(proto::Action::Accept) => Some(Action::Accept),
             Ok(proto::Action::Reject) => Some(Action::Reject),
-            Err(_) => return Err(ConvertError::UnknownEnum { field: "action", value: r.action }),
+            Err(_) => {
+                return Err(ConvertError::UnknownEnum {
+                    field: "action",
+                    value: r.action,
+                });
+            }
         },
-        tcp_flags: u8::try_from(r.tcp_flags)
-            .map_err(|_| ConvertError::OutOfRange { field: "tcp-flags", value: r.tcp_flags.into() })?,
+        tcp_flags: u8::try_from(r.tcp_flags).map_err(|_| ConvertError::OutOfRange {
+            field: "tcp-flags",
+            value: r.tcp_flags.into(),
+        })?,
     })
 }
 
@@ -139,11 +172,15 @@ fn addr_from(bytes: &[u8]) -> Result<Option<IpAddr>, ConvertError> {
     match bytes.len() {
         0 => Ok(None),
         4 => {
-            let o: [u8; 4] = bytes.try_into().map_err(|_| ConvertError::AddressLength { len: 4 })?;
+            let o: [u8; 4] = bytes
+                .try_into()
+                .map_err(|_| ConvertError::AddressLength { len: 4 })?;
             Ok(Some(IpAddr::V4(Ipv4Addr::from(o))))
         }
         16 => {
-            let o: [u8; 16] = bytes.try_into().map_err(|_| ConvertError::AddressLength { len: 16 })?;
+            let o: [u8; 16] = bytes
+                .try_into()
+                .map_err(|_| ConvertError::AddressLength { len: 16 })?;
             Ok(Some(IpAddr::V6(Ipv6Addr::from(o))))
         }
         len => Err(ConvertError::AddressLength { len }),

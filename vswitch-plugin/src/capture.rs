@@ -51,6 +51,8 @@ pub struct Route {
     pub logstore: Arc<str>,
     /// Which records it takes.
     pub filter: TrafficFilter,
+    /// The flow log's aggregation interval in seconds; 0 = the workers' own interval.
+    pub interval_secs: u32,
 }
 
 /// ENIs to capture and their routes.
@@ -65,11 +67,15 @@ pub struct CaptureState {
 
 impl CaptureState {
     /// A fixed set of ENIs; every one routed to `destination` when given.
-    pub fn fixed(enis: Vec<Eni>, destination: Option<(String, String)>) -> Result<Self, CaptureError> {
+    pub fn fixed(
+        enis: Vec<Eni>,
+        destination: Option<(String, String)>,
+    ) -> Result<Self, CaptureError> {
         let default_route = destination.map(|(project, logstore)| Route {
             project: project.into(),
             logstore: logstore.into(),
             filter: TrafficFilter::All,
+            interval_secs: 0,
         });
         let routes = enis
             .iter()
@@ -106,7 +112,11 @@ impl CaptureState {
 
     /// Applies a control-plane capture set: exactly its ENIs are captured afterwards, with its destinations.
     /// Returns whether anything changed. ENIs with a bad MAC or a MAC already taken are skipped and logged.
-    pub fn apply_capture_set(&mut self, set: &proto::CaptureSet, now_secs: u64) -> Result<bool, CaptureError> {
+    pub fn apply_capture_set(
+        &mut self,
+        set: &proto::CaptureSet,
+        now_secs: u64,
+    ) -> Result<bool, CaptureError> {
         let mut enis = Vec::with_capacity(set.interfaces.len());
         let mut routes = HashMap::with_capacity(set.interfaces.len());
         let mut seen_macs = std::collections::HashSet::new();
@@ -154,13 +164,18 @@ impl CaptureState {
     /// Adds (or replaces) one ENI, routed to the default destination (C ABI).
     pub fn add_eni(&mut self, eni: Eni, now_secs: u64) -> Result<(), CaptureError> {
         let mut builder = self.table.to_builder();
-        if self.table.slot_of(&eni.id).is_some_and(|slot| self.table.is_captured(slot)) {
+        if self
+            .table
+            .slot_of(&eni.id)
+            .is_some_and(|slot| self.table.is_captured(slot))
+        {
             builder.remove(&eni.id, now_secs)?;
         }
         let id = eni.id.clone();
         builder.insert(eni)?;
         self.table = Arc::new(builder.build());
-        self.routes.insert(id, self.default_route.iter().cloned().collect());
+        self.routes
+            .insert(id, self.default_route.iter().cloned().collect());
         Ok(())
     }
 
@@ -195,6 +210,7 @@ fn route_of(d: &proto::Destination) -> Route {
             Ok(proto::TrafficType::Drop) => TrafficFilter::Drop,
             _ => TrafficFilter::All,
         },
+        interval_secs: d.interval_seconds,
     }
 }
 

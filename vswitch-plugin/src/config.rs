@@ -270,11 +270,17 @@ impl Config {
         let dp = raw.dataplane;
         let interval_secs = dp.interval_secs.unwrap_or(60);
         if interval_secs == 0 || interval_secs > 86_400 {
-            return Err(invalid("dataplane.interval-secs", "must be 1 to 86400 seconds"));
+            return Err(invalid(
+                "dataplane.interval-secs",
+                "must be 1 to 86400 seconds",
+            ));
         }
         let flow_capacity = dp.flow_capacity.unwrap_or(262_144);
         if !(16..=(1 << 28)).contains(&flow_capacity) {
-            return Err(invalid("dataplane.flow-capacity", "must be 16 to 268435456 flows"));
+            return Err(invalid(
+                "dataplane.flow-capacity",
+                "must be 16 to 268435456 flows",
+            ));
         }
         let mbufs = dp.mbufs.unwrap_or(8191);
         if mbufs < 512 {
@@ -284,7 +290,10 @@ impl Config {
             None | Some("tsc") => Clock::Tsc,
             Some("rx-timestamp") => Clock::RxTimestamp,
             Some(other) => {
-                return Err(invalid("dataplane.clock", format!("`{other}`: expected `tsc` or `rx-timestamp`")));
+                return Err(invalid(
+                    "dataplane.clock",
+                    format!("`{other}`: expected `tsc` or `rx-timestamp`"),
+                ));
             }
         };
         let seal_ring = dp.seal_ring.unwrap_or(64);
@@ -304,7 +313,10 @@ impl Config {
             }
             let rx_descriptors = port.rx_descriptors.unwrap_or(1024);
             if !rx_descriptors.is_power_of_two() || rx_descriptors < 64 {
-                return Err(invalid("ports.rx-descriptors", "must be a power of two, at least 64"));
+                return Err(invalid(
+                    "ports.rx-descriptors",
+                    "must be a power of two, at least 64",
+                ));
             }
             ports.push(PortConfig {
                 name: port.name,
@@ -320,9 +332,17 @@ impl Config {
             _ => return Err(invalid("capture", "`project` and `logstore` go together")),
         };
         let capture = match (cap.control, cap.enis_file) {
-            (Some(_), Some(_)) => return Err(invalid("capture", "give either `control` or `enis-file`, not both")),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "capture",
+                    "give either `control` or `enis-file`, not both",
+                ));
+            }
             (Some(_), None) if destination.is_some() => {
-                return Err(invalid("capture", "with `control`, destinations come from the flow logs: drop `project` and `logstore`"));
+                return Err(invalid(
+                    "capture",
+                    "with `control`, destinations come from the flow logs: drop `project` and `logstore`",
+                ));
             }
             (Some(endpoint), None) => Capture::Control {
                 endpoint,
@@ -337,7 +357,12 @@ impl Config {
 
         let ex = raw.export;
         let sink = match (ex.collector, ex.jsonl) {
-            (Some(_), Some(_)) => return Err(invalid("export", "give either `collector` or `jsonl`, not both")),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "export",
+                    "give either `collector` or `jsonl`, not both",
+                ));
+            }
             (Some(endpoint), None) => Sink::Collector { endpoint },
             (None, Some(path)) if path.as_os_str() == "-" => Sink::Stdout,
             (None, Some(path)) => Sink::File(base.join(path)),
@@ -345,10 +370,16 @@ impl Config {
         };
         if let (
             Sink::Collector { .. },
-            Capture::Static { destination: None, .. } | Capture::Manual { destination: None },
+            Capture::Static {
+                destination: None, ..
+            }
+            | Capture::Manual { destination: None },
         ) = (&sink, &capture)
         {
-            return Err(invalid("capture", "delivering to a collector without `control` needs `project` and `logstore`"));
+            return Err(invalid(
+                "capture",
+                "delivering to a collector without `control` needs `project` and `logstore`",
+            ));
         }
         let max_batch_records = ex.max_batch_records.unwrap_or(4096);
         if !(1..=1_000_000).contains(&max_batch_records) {
@@ -427,14 +458,23 @@ pub fn parse_enis(text: &str, what: &str) -> Result<Vec<Eni>, ConfigError> {
     raw.eni
         .into_iter()
         .map(|e| {
-            let mac: MacAddr = e
-                .mac
-                .parse()
-                .map_err(|_| invalid("eni.mac", format!("`{}` of {} is not a MAC address", e.mac, e.id)))?;
+            let mac: MacAddr = e.mac.parse().map_err(|_| {
+                invalid(
+                    "eni.mac",
+                    format!("`{}` of {} is not a MAC address", e.mac, e.id),
+                )
+            })?;
             if e.id.is_empty() {
                 return Err(invalid("eni.id", "must not be empty".to_string()));
             }
-            Ok(Eni::new(e.id.as_str(), mac, e.vm_id.as_str(), e.vswitch_id.as_str(), e.vpc_id.as_str(), e.account_id.as_str()))
+            Ok(Eni::new(
+                e.id.as_str(),
+                mac,
+                e.vm_id.as_str(),
+                e.vswitch_id.as_str(),
+                e.vpc_id.as_str(),
+                e.account_id.as_str(),
+            ))
         })
         .collect()
 }

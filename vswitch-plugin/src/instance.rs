@@ -25,9 +25,16 @@ pub struct Pipeline {
 
 /// Starts the exporter and builds `workers` workers. `thread_init` runs first on the exporter thread (the
 /// standalone program uses it to take the thread off the worker cores EAL pinned the process to).
-pub fn start(config: &Config, workers: usize, thread_init: Option<Arc<dyn Fn() + Send + Sync>>) -> anyhow::Result<Pipeline> {
+pub fn start(
+    config: &Config,
+    workers: usize,
+    thread_init: Option<Arc<dyn Fn() + Send + Sync>>,
+) -> anyhow::Result<Pipeline> {
     let (capture, control) = match &config.capture {
-        Capture::Static { enis, destination } => (CaptureState::fixed(enis.clone(), destination.clone())?, None),
+        Capture::Static { enis, destination } => (
+            CaptureState::fixed(enis.clone(), destination.clone())?,
+            None,
+        ),
         Capture::Control { endpoint, .. } => (
             CaptureState::fixed(Vec::new(), None)?,
             Some(ControlWatch {
@@ -35,7 +42,9 @@ pub fn start(config: &Config, workers: usize, thread_init: Option<Arc<dyn Fn() +
                 host: config.host.clone(),
             }),
         ),
-        Capture::Manual { destination } => (CaptureState::fixed(Vec::new(), destination.clone())?, None),
+        Capture::Manual { destination } => {
+            (CaptureState::fixed(Vec::new(), destination.clone())?, None)
+        }
     };
     let sink = match &config.sink {
         Sink::Stdout => ExportSink::Stdout,

@@ -13,6 +13,7 @@ pub mod capture;
 pub mod config;
 pub mod dpdk;
 pub mod export;
+pub mod ffi;
 pub mod instance;
 pub mod pcap;
 pub mod replay;

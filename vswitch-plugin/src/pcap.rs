@@ -109,7 +109,8 @@ impl<R: Read> PcapReader<R> {
             _ => return Err(PcapError::BadMagic { path, magic }),
         };
         let field = |at: usize| {
-            let raw = u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+            let raw =
+                u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
             if swapped { raw.swap_bytes() } else { raw }
         };
         let linktype = field(20) & 0x0fff_ffff;
@@ -137,7 +138,8 @@ impl<R: Read> PcapReader<R> {
             return Err(self.corrupt("file ends inside a record header"));
         }
         let field = |at: usize| {
-            let raw = u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+            let raw =
+                u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
             if self.swapped { raw.swap_bytes() } else { raw }
         };
         let (secs, frac, caplen, wire_len) = (field(0), field(4), field(8), field(12));
@@ -186,7 +188,10 @@ impl<R: Read> PcapReader<R> {
 /// Fills `buf` completely or fails with `UnexpectedEof`.
 fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<()> {
     if read_some(input, buf)? < buf.len() {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file too short for a pcap header"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file too short for a pcap header",
+        ));
     }
     Ok(())
 }
@@ -235,15 +240,24 @@ mod tests {
         micro.extend(record(1_700_000_001, 999_999, &[4; 60], 1514));
         let mut r = PcapReader::new(&micro[..], "t".into()).unwrap();
         let p = r.next_packet().unwrap().unwrap();
-        assert_eq!((p.timestamp_ns, p.wire_len, p.data), (1_700_000_000_000_006_000, 3, &[1u8, 2, 3][..]));
+        assert_eq!(
+            (p.timestamp_ns, p.wire_len, p.data),
+            (1_700_000_000_000_006_000, 3, &[1u8, 2, 3][..])
+        );
         let p = r.next_packet().unwrap().unwrap();
-        assert_eq!((p.timestamp_ns, p.wire_len, p.data.len()), (1_700_000_001_999_999_000, 1514, 60));
+        assert_eq!(
+            (p.timestamp_ns, p.wire_len, p.data.len()),
+            (1_700_000_001_999_999_000, 1514, 60)
+        );
         assert!(r.next_packet().unwrap().is_none());
 
         let mut nano = file_header(0xa1b2_3c4d, 1);
         nano.extend(record(5, 7, &[9], 1));
         let mut r = PcapReader::new(&nano[..], "t".into()).unwrap();
-        assert_eq!(r.next_packet().unwrap().unwrap().timestamp_ns, 5_000_000_007);
+        assert_eq!(
+            r.next_packet().unwrap().unwrap().timestamp_ns,
+            5_000_000_007
+        );
     }
 
     #[test]
@@ -260,7 +274,10 @@ mod tests {
         cut.extend(record(1, 0, &[1, 2, 3, 4], 4));
         cut.truncate(cut.len() - 2);
         let mut r = PcapReader::new(&cut[..], "t".into()).unwrap();
-        assert!(matches!(r.next_packet(), Err(PcapError::Corrupt { offset: 24, .. })));
+        assert!(matches!(
+            r.next_packet(),
+            Err(PcapError::Corrupt { offset: 24, .. })
+        ));
 
         let mut huge = file_header(0xa1b2_c3d4, 1);
         for x in [1u32, 0, MAX_RECORD_LEN + 1, 10] {

@@ -42,6 +42,9 @@ pub struct ReplayArgs {
     /// Destination logstore, with --collector.
     #[arg(long)]
     pub logstore: Option<String>,
+    /// Write the JSON lines to this file (replacing it) instead of stdout; not with --collector.
+    #[arg(long, conflicts_with = "collector")]
+    pub output: Option<PathBuf>,
     /// Region id to write into records (none by default: records then carry no region).
     #[arg(long)]
     pub region: Option<String>,
@@ -72,8 +75,11 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
     let enis = load_enis(&args.enis)?;
     let destination = args.project.clone().zip(args.logstore.clone());
     let capture = CaptureState::fixed(enis, destination).context("building the ENI table")?;
-    let meter = Meter::new(MeterConfig::new(args.interval, args.flow_capacity), capture.table().clone())
-        .context("configuring the meter")?;
+    let meter = Meter::new(
+        MeterConfig::new(args.interval, args.flow_capacity),
+        capture.table().clone(),
+    )
+    .context("configuring the meter")?;
     let sink = match &args.collector {
         Some(endpoint) => ExportSink::Collector(DeliveryConfig {
             endpoint: endpoint.clone(),
@@ -83,7 +89,15 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             backoff_max: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
         }),
-        None => ExportSink::Stdout,
+        None => match &args.output {
+            Some(path) => {
+                // A replay's output is the whole answer: start the file afresh (the exporter appends).
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                ExportSink::File(path.clone())
+            }
+            None => ExportSink::Stdout,
+        },
     };
     let (end, link) = link(64);
     let exporter = Exporter::spawn(
@@ -122,7 +136,10 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
     let export = exporter.join()?;
     read_result.with_context(|| format!("reading {}", args.pcap.display()))?;
     if export.records_abandoned > 0 {
-        anyhow::bail!("{} records were not acknowledged by the collector", export.records_abandoned);
+        anyhow::bail!(
+            "{} records were not acknowledged by the collector",
+            export.records_abandoned
+        );
     }
     let summary = ReplaySummary {
         frames,

@@ -21,7 +21,9 @@ use anyhow::{Context, bail};
 use flowlog_dataplane::flow::{Action, MeterCounters};
 
 use crate::config::{Capture, Clock, Config};
-use crate::dpdk::{self, Burst, Eal, Mempool, Port, PortConfig, RxQueue, RxTimestamp, Socket, TscClock};
+use crate::dpdk::{
+    self, Burst, Eal, Mempool, Port, PortConfig, RxQueue, RxTimestamp, Socket, TscClock,
+};
 use crate::export::ExportReport;
 use crate::instance;
 use crate::worker::Worker;
@@ -51,21 +53,33 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
         bail!("no [[ports]] configured");
     }
     let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone()).context("installing SIGINT")?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone()).context("installing SIGTERM")?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())
+        .context("installing SIGINT")?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())
+        .context("installing SIGTERM")?;
 
     let eal = Eal::init(&config.eal_args).context("initialising DPDK EAL")?;
     let worker_lcores: Vec<u32> = eal.worker_lcores().collect();
     if worker_lcores.is_empty() {
-        bail!("EAL has no worker lcore: give at least two lcores (e.g. `-l 0-1`, or `--lcores=0@(0-1),1@(0-1)`)");
+        bail!(
+            "EAL has no worker lcore: give at least two lcores (e.g. `-l 0-1`, or `--lcores=0@(0-1),1@(0-1)`)"
+        );
     }
-    let pool = Mempool::new(&eal, "flowlog_rx", config.mbufs, 256, Mempool::DEFAULT_DATA_ROOM, Socket::Any)
-        .context("creating the mbuf pool (under --no-huge each mbuf needs ~4 KiB of -m)")?;
+    let pool = Mempool::new(
+        &eal,
+        "flowlog_rx",
+        config.mbufs,
+        256,
+        Mempool::DEFAULT_DATA_ROOM,
+        Socket::Any,
+    )
+    .context("creating the mbuf pool (under --no-huge each mbuf needs ~4 KiB of -m)")?;
 
     let mut ports = Vec::with_capacity(config.ports.len());
     let mut queues: Vec<RxQueue> = Vec::new();
     for port_config in &config.ports {
-        let mut port = Port::by_name(&eal, &port_config.name).with_context(|| format!("port {}", port_config.name))?;
+        let mut port = Port::by_name(&eal, &port_config.name)
+            .with_context(|| format!("port {}", port_config.name))?;
         let setup = port
             .configure(
                 &PortConfig {
@@ -86,14 +100,20 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
         )?),
     };
 
-    let workers = worker_lcores.len().min(config.ports.iter().map(|p| usize::from(p.rx_queues)).sum());
+    let workers = worker_lcores
+        .len()
+        .min(config.ports.iter().map(|p| usize::from(p.rx_queues)).sum());
     let unpin: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {
         if let Err(error) = dpdk::unpin_current_thread() {
             tracing::warn!(%error, "exporter thread stays pinned to the main lcore");
         }
     });
     let pipeline = instance::start(&config, workers, Some(unpin))?;
-    if let Capture::Control { initial_wait, endpoint } = &config.capture {
+    if let Capture::Control {
+        initial_wait,
+        endpoint,
+    } = &config.capture
+    {
         if pipeline.exporter.wait_ready(*initial_wait) {
             tracing::info!(%endpoint, "first capture set applied");
         } else {
@@ -102,10 +122,16 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
     }
 
     for port in &mut ports {
-        port.start().with_context(|| format!("starting port {}", port.name()))?;
+        port.start()
+            .with_context(|| format!("starting port {}", port.name()))?;
     }
     for port in &ports {
-        for queue in 0..config.ports.iter().find(|p| p.name == port.name()).map_or(1, |p| p.rx_queues) {
+        for queue in 0..config
+            .ports
+            .iter()
+            .find(|p| p.name == port.name())
+            .map_or(1, |p| p.rx_queues)
+        {
             queues.push(port.rx_queue(queue)?);
         }
     }
@@ -116,7 +142,8 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
 
     let began = Instant::now();
     let tsc_clock = TscClock::calibrate().context("EAL gave no TSC frequency")?;
-    let activity: Arc<Vec<Activity>> = Arc::new((0..workers).map(|_| Activity::default()).collect());
+    let activity: Arc<Vec<Activity>> =
+        Arc::new((0..workers).map(|_| Activity::default()).collect());
     let results = Arc::new(parking_lot::Mutex::new(Vec::<MeterCounters>::new()));
     for (index, ((worker, rx), lcore)) in pipeline
         .workers
@@ -183,7 +210,10 @@ fn supervise(config: &Config, stop: &AtomicBool, activity: &[Activity], began: I
         std::thread::sleep(Duration::from_millis(20));
         if let Some(idle) = config.stop_when_idle {
             let now_ms = began.elapsed().as_millis() as u64;
-            let last: Vec<u64> = activity.iter().map(|a| a.last_rx_ms.load(Ordering::Relaxed)).collect();
+            let last: Vec<u64> = activity
+                .iter()
+                .map(|a| a.last_rx_ms.load(Ordering::Relaxed))
+                .collect();
             let any_traffic = last.iter().any(|&ms| ms > 0);
             let newest = last.iter().copied().max().unwrap_or(0);
             if any_traffic && now_ms.saturating_sub(newest) >= idle.as_millis() as u64 {
@@ -225,7 +255,9 @@ fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> 
             let now = ctx.clock.now_secs();
             for mbuf in burst.iter() {
                 let secs = match &ctx.timestamps {
-                    Some(ts) => mbuf.rx_timestamp_ns(ts).map_or(now, |ns| ns / 1_000_000_000),
+                    Some(ts) => mbuf
+                        .rx_timestamp_ns(ts)
+                        .map_or(now, |ns| ns / 1_000_000_000),
                     None => now,
                 };
                 worker.account(secs, mbuf.data(), mbuf.pkt_len() as usize, Action::Accept);
@@ -234,7 +266,10 @@ fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> 
         }
         if received > 0 {
             idle_polls = 0;
-            activity.last_rx_ms.store(ctx.began.elapsed().as_millis().max(1) as u64, Ordering::Relaxed);
+            activity.last_rx_ms.store(
+                ctx.began.elapsed().as_millis().max(1) as u64,
+                Ordering::Relaxed,
+            );
         } else {
             idle_polls = idle_polls.saturating_add(1);
             // Idle: let the clock seal ended windows (live clock only; a packet clock advances with packets).

@@ -42,7 +42,8 @@ impl Worker {
     #[inline]
     pub fn account(&mut self, now_secs: u64, frame: &[u8], wire_len: usize, action: Action) {
         let mut sink = self.end.sink();
-        self.meter.account(now_secs, frame, wire_len, action, &mut sink);
+        self.meter
+            .account(now_secs, frame, wire_len, action, &mut sink);
     }
 
     /// Starts the capture clock at `now_secs` (live capture: windows run from here even without traffic).

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 /// The directory holding the workspace's binaries (`target/debug`), next to this test's executable.
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .to_path_buf()
 }
 
 /// A workspace binary, which must have been built (`cargo build --workspace --bins`, as scripts/test does).
@@ -55,7 +58,10 @@ impl Server {
 
     /// Stops the server with SIGTERM and waits for it.
     pub fn stop(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

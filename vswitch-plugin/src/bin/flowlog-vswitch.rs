@@ -19,7 +19,10 @@ struct Args {
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let result = Config::load(&args.config)
         .map_err(anyhow::Error::from)
@@ -38,7 +41,11 @@ fn main() -> ExitCode {
             for (name, value) in report.counters.iter().filter(|(_, v)| *v != 0) {
                 eprintln!("  {name:<32} {value}");
             }
-            if report.export.records_abandoned > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            if report.export.records_abandoned > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(error) => {
             eprintln!("flowlog-vswitch: error: {error:#}");

@@ -106,7 +106,8 @@ pub async fn run(
             }
         };
         // Room for every re-send plus the window of new batches, so queueing never blocks.
-        let (to_stream, stream_rx) = mpsc::channel::<IngestBatch>(config.max_unacked + unacked.len() + 1);
+        let (to_stream, stream_rx) =
+            mpsc::channel::<IngestBatch>(config.max_unacked + unacked.len() + 1);
         for batch in unacked.values() {
             // Capacity exceeds unacked.len(), so try_send cannot fail for lack of room; the receiver is alive.
             if to_stream.try_send(batch.clone()).is_err() {
@@ -194,7 +195,11 @@ async fn pause(delay: Duration, deadline: Option<Instant>, shutdown: &mut watch:
 }
 
 /// Gives up: counts and logs every record not acknowledged, including those still queued.
-async fn abandon(input: &mut mpsc::Receiver<Batch>, unacked: &BTreeMap<u64, IngestBatch>, stats: &DeliveryStats) -> u64 {
+async fn abandon(
+    input: &mut mpsc::Receiver<Batch>,
+    unacked: &BTreeMap<u64, IngestBatch>,
+    stats: &DeliveryStats,
+) -> u64 {
     input.close();
     let mut lost: u64 = unacked.values().map(|b| b.records.len() as u64).sum();
     while let Some(batch) = input.recv().await {
@@ -202,7 +207,10 @@ async fn abandon(input: &mut mpsc::Receiver<Batch>, unacked: &BTreeMap<u64, Inge
     }
     stats.records_abandoned.fetch_add(lost, Ordering::Relaxed);
     if lost > 0 {
-        tracing::error!(records = lost, "collector did not acknowledge these records before the shutdown deadline");
+        tracing::error!(
+            records = lost,
+            "collector did not acknowledge these records before the shutdown deadline"
+        );
     }
     lost
 }

@@ -19,7 +19,7 @@
 
 pub mod deliver;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,13 +28,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use flowlog_dataplane::export::{Record, WindowMerger, records, write_jsonl};
+use flowlog_dataplane::export::{Record, Rollup, WindowMerger, records, write_jsonl};
 use flowlog_dataplane::flow::{Eni, EniTable, SealSink, SealedWindow};
 use flowlog_proto::convert::to_proto;
 use flowlog_proto::v1 as proto;
 use tokio::sync::{mpsc, watch};
 
-use crate::capture::CaptureState;
+use crate::capture::{CaptureState, Route};
 use deliver::{Batch, DeliveryConfig, DeliveryStats};
 
 /// A command from the exporter to a worker.
@@ -112,7 +112,9 @@ pub struct RingSink<'a>(&'a mut rtrb::Producer<SealedWindow>);
 impl SealSink for RingSink<'_> {
     #[inline]
     fn seal(&mut self, window: SealedWindow) -> Result<(), SealedWindow> {
-        self.0.push(window).map_err(|rtrb::PushError::Full(window)| window)
+        self.0
+            .push(window)
+            .map_err(|rtrb::PushError::Full(window)| window)
     }
 }
 
@@ -208,7 +210,15 @@ impl Exporter {
                     .enable_all()
                     .build()
                     .context("starting the exporter's runtime")?;
-                runtime.block_on(run(config, capture, links, control, changes_rx, stop_rx, thread_ready))
+                runtime.block_on(run(
+                    config,
+                    capture,
+                    links,
+                    control,
+                    changes_rx,
+                    stop_rx,
+                    thread_ready,
+                ))
             })
             .context("spawning the exporter thread")?;
         Ok(Self {
@@ -327,7 +337,9 @@ async fn run(
             // Read the flag before draining: a worker sets it only after its last seal was accepted.
             let finished = link.finished.load(Ordering::Acquire);
             while let Ok(window) = link.seals.pop() {
-                merger.push(index, window).context("merging a sealed window")?;
+                merger
+                    .push(index, window)
+                    .context("merging a sealed window")?;
             }
             if (finished || aborted || link.seals.is_abandoned()) && !link.merged_finish {
                 merger.finish(index).context("finishing a worker")?;
@@ -340,12 +352,21 @@ async fn run(
             let rendered = records(&window);
             report.windows += 1;
             report.records += rendered.len() as u64;
-            output.emit(&config, &capture, &rendered, &mut report).await?;
+            output
+                .emit(
+                    &config,
+                    &capture,
+                    (window.start(), window.end()),
+                    &rendered,
+                    &mut report,
+                )
+                .await?;
         }
         if last_rendered_start > 0 {
             // No window older than the last rendered one can still be merged: tombstones removed two windows
             // before it are unreferenced.
-            capture.reclaim(last_rendered_start.saturating_sub(2 * u64::from(config.interval_secs)));
+            capture
+                .reclaim(last_rendered_start.saturating_sub(2 * u64::from(config.interval_secs)));
         }
         if all_finished && merger.is_done() {
             break;
@@ -356,7 +377,7 @@ async fn run(
     }
     // From here on the delivery task has its grace period to finish, collector down or not.
     let _ = stop_delivery_tx.send(true);
-    output.close(&mut report).await?;
+    output.close(&config, &capture, &mut report).await?;
     Ok(report)
 }
 
@@ -389,6 +410,8 @@ enum Output {
         batches: mpsc::Sender<Batch>,
         task: tokio::task::JoinHandle<u64>,
         stats: Arc<DeliveryStats>,
+        /// One rollup per flow-log interval longer than the workers' interval, created when a route needs it.
+        rollups: BTreeMap<u32, Rollup>,
     },
 }
 
@@ -414,7 +437,12 @@ impl Output {
                 let (batches, input) = mpsc::channel(4);
                 let stats = Arc::new(DeliveryStats::default());
                 let task = tokio::spawn(deliver::run(delivery.clone(), input, stop, stats.clone()));
-                Output::Collector { batches, task, stats }
+                Output::Collector {
+                    batches,
+                    task,
+                    stats,
+                    rollups: BTreeMap::new(),
+                }
             }
         })
     }
@@ -423,6 +451,7 @@ impl Output {
         &mut self,
         config: &ExporterConfig,
         capture: &CaptureState,
+        (start, end): (u64, u64),
         rendered: &[Record],
         report: &mut ExportReport,
     ) -> anyhow::Result<()> {
@@ -431,37 +460,34 @@ impl Output {
             Output::Json { writer, text } => {
                 text.clear();
                 write_jsonl(rendered, region, text);
-                writer.write_all(text.as_bytes()).context("writing records")?;
+                writer
+                    .write_all(text.as_bytes())
+                    .context("writing records")?;
                 writer.flush().context("writing records")?;
             }
-            Output::Collector { batches, .. } => {
-                let mut by_logstore: HashMap<(Arc<str>, Arc<str>), Vec<proto::Record>> = HashMap::new();
-                for record in rendered {
-                    let routes = capture.routes(&record.eni.id);
-                    if routes.is_empty() {
-                        report.records_unrouted += 1;
-                    }
-                    for route in routes.iter().filter(|r| r.filter.admits(record.action)) {
-                        by_logstore
-                            .entry((route.project.clone(), route.logstore.clone()))
-                            .or_default()
-                            .push(to_proto(record, region));
+            Output::Collector {
+                batches, rollups, ..
+            } => {
+                let base = config.interval_secs;
+                report.records_unrouted += rendered
+                    .iter()
+                    .filter(|r| capture.routes(&r.eni.id).is_empty())
+                    .count() as u64;
+                send_routed(batches, config, capture, base, rendered).await?;
+                for interval in coarse_intervals(capture, rendered, base) {
+                    if let std::collections::btree_map::Entry::Vacant(slot) =
+                        rollups.entry(interval)
+                    {
+                        // coarse_intervals only yields multiples of the base interval, which Rollup accepts.
+                        slot.insert(Rollup::new(base, interval).context("creating a rollup")?);
                     }
                 }
-                let mut groups: Vec<_> = by_logstore.into_iter().collect();
-                groups.sort_by(|a, b| a.0.cmp(&b.0));
-                for ((project, logstore), mut records) in groups {
-                    while !records.is_empty() {
-                        let rest = records.split_off(records.len().min(config.max_batch_records));
-                        let batch = Batch {
-                            project: project.to_string(),
-                            logstore: logstore.to_string(),
-                            records,
-                        };
-                        records = rest;
-                        if batches.send(batch).await.is_err() {
-                            anyhow::bail!("the delivery task ended early");
-                        }
+                for (&interval, rollup) in rollups.iter_mut() {
+                    rollup
+                        .push(start, end, rendered)
+                        .context("rolling up a window")?;
+                    while let Some(coarse) = rollup.pop() {
+                        send_routed(batches, config, capture, interval, &coarse.records).await?;
                     }
                 }
             }
@@ -469,10 +495,26 @@ impl Output {
         Ok(())
     }
 
-    async fn close(self, report: &mut ExportReport) -> anyhow::Result<()> {
+    async fn close(
+        self,
+        config: &ExporterConfig,
+        capture: &CaptureState,
+        report: &mut ExportReport,
+    ) -> anyhow::Result<()> {
         match self {
             Output::Json { mut writer, .. } => writer.flush().context("writing records")?,
-            Output::Collector { batches, task, stats } => {
+            Output::Collector {
+                batches,
+                task,
+                stats,
+                mut rollups,
+            } => {
+                // The capture is over: coarse windows still open are delivered as they are (partial).
+                for (&interval, rollup) in rollups.iter_mut() {
+                    for coarse in rollup.flush() {
+                        send_routed(&batches, config, capture, interval, &coarse.records).await?;
+                    }
+                }
                 drop(batches);
                 report.records_abandoned = task.await.context("the delivery task failed")?;
                 report.records_acked = stats.records_acked.load(Ordering::Relaxed);
@@ -482,6 +524,76 @@ impl Output {
     }
 }
 
+/// The interval a route's records are aggregated at: its flow log's interval when that is a longer multiple of
+/// the workers' interval, else the workers' interval (a flow log cannot be finer than what the workers meter).
+fn effective_interval(route: &Route, base: u32) -> u32 {
+    if route.interval_secs > base && route.interval_secs % base == 0 {
+        route.interval_secs
+    } else {
+        base
+    }
+}
+
+/// The coarse intervals the routes of these records' ENIs ask for.
+fn coarse_intervals(capture: &CaptureState, rendered: &[Record], base: u32) -> Vec<u32> {
+    let mut intervals: Vec<u32> = Vec::new();
+    let mut last_eni: Option<&str> = None;
+    for record in rendered {
+        // Records come sorted by ENI: look each ENI's routes up once.
+        if last_eni == Some(&*record.eni.id) {
+            continue;
+        }
+        last_eni = Some(&record.eni.id);
+        for route in capture.routes(&record.eni.id) {
+            let interval = effective_interval(route, base);
+            if interval != base && !intervals.contains(&interval) {
+                intervals.push(interval);
+            }
+        }
+    }
+    intervals
+}
+
+/// Sends `rendered` (records aggregated at `interval`) to every route of their ENI that takes that interval and
+/// admits their action, in batches of at most `max_batch_records` per logstore.
+async fn send_routed(
+    batches: &mpsc::Sender<Batch>,
+    config: &ExporterConfig,
+    capture: &CaptureState,
+    interval: u32,
+    rendered: &[Record],
+) -> anyhow::Result<()> {
+    let region = config.region.as_deref();
+    let mut by_logstore: BTreeMap<(Arc<str>, Arc<str>), Vec<proto::Record>> = BTreeMap::new();
+    for record in rendered {
+        for route in capture.routes(&record.eni.id) {
+            if effective_interval(route, config.interval_secs) == interval
+                && route.filter.admits(record.action)
+            {
+                by_logstore
+                    .entry((route.project.clone(), route.logstore.clone()))
+                    .or_default()
+                    .push(to_proto(record, region));
+            }
+        }
+    }
+    for ((project, logstore), mut records) in by_logstore {
+        while !records.is_empty() {
+            let rest = records.split_off(records.len().min(config.max_batch_records));
+            let batch = Batch {
+                project: project.to_string(),
+                logstore: logstore.to_string(),
+                records,
+            };
+            records = rest;
+            if batches.send(batch).await.is_err() {
+                anyhow::bail!("the delivery task ended early");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Follows the host's capture set on the control plane, reconnecting with backoff; each snapshot replaces the
 /// previous one in `sets`.
 async fn watch_capture_sets(control: ControlWatch, sets: watch::Sender<Option<proto::CaptureSet>>) {
@@ -489,7 +601,9 @@ async fn watch_capture_sets(control: ControlWatch, sets: watch::Sender<Option<pr
     let mut backoff = Duration::from_millis(100);
     loop {
         let result: Result<(), String> = async {
-            let mut client = ControlClient::connect(control.endpoint.clone()).await.map_err(|e| e.to_string())?;
+            let mut client = ControlClient::connect(control.endpoint.clone())
+                .await
+                .map_err(|e| e.to_string())?;
             let mut stream = client
                 .watch_capture_set(proto::WatchCaptureSetRequest {
                     host: control.host.clone(),
