@@ -143,9 +143,10 @@ uint32_t flowlog_abi_version(void);
 flowlog_status flowlog_instance_create(const char *config_toml, struct flowlog_instance **out);
 
 // Takes worker `index` (0 to `dataplane.workers - 1`) of the instance; each index can be taken once. The first
-// call starts the instance's exporter thread. On success `*out` is the worker; on failure it is set to NULL
-// (when `out` is not NULL). The worker stays valid until `flowlog_worker_release`, also after the instance is
-// gone.
+// call starts the instance's exporter thread: ENIs registered before it are in effect from the first packet.
+// Take every worker: a window's records are written once every worker has sealed it. On success `*out` is the
+// worker; on failure it is set to NULL (when `out` is not NULL). The worker stays valid until
+// `flowlog_worker_release`.
 //
 // # Safety
 // `instance` must be NULL or a live instance from `flowlog_instance_create`; `out` must be NULL or valid for
@@ -178,11 +179,22 @@ flowlog_status flowlog_eni_remove(struct flowlog_instance *instance, const char 
 flowlog_status flowlog_worker_process(struct flowlog_worker *worker, struct rte_mbuf *const *mbufs, const uint16_t *ports, const uint8_t *verdicts, uint32_t count);
 
 // Idle poll: applies ENI changes and, with the `tsc` clock, seals every window that has ended, so records are
-// delivered while no packet comes. Call it when a poll finds no packet (cheap: one TSC read).
+// delivered while no packet comes. Call it when a poll finds no packet (cheap: one TSC read). With the
+// `rx-timestamp` clock, packet time stands still without packets: windows are sealed by later packets or by
+// the release.
 //
 // # Safety
 // `worker` must be NULL or a live worker used by no other thread during the call.
 flowlog_status flowlog_worker_tick(struct flowlog_worker *worker);
+
+// Flushes a worker without releasing it: seals its open window now and hands every sealed window to the exporter
+// (without waiting for ring space; what does not fit is offered again at the next tick or burst, as an exact
+// SKIPDATA summary). Packets of the flushed window that arrive afterwards are metered into the next window, so
+// no window is sealed twice. Use it before a pause or a reconfiguration of the host.
+//
+// # Safety
+// `worker` must be NULL or a live worker used by no other thread during the call.
+flowlog_status flowlog_worker_flush(struct flowlog_worker *worker);
 
 // Copies the worker's statistics into `*out`.
 //

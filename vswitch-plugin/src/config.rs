@@ -3,7 +3,7 @@
 //!
 //! Parse, don't validate: [`RawConfig`] mirrors the TOML file (`deny_unknown_fields`, every field documented with
 //! its unit and default) and [`Config::parse`] turns it, once, into typed settings that are valid by construction.
-//! Example files live in `vswitch-plugin/examples/`, and the tests use them.
+//! Example files for every mode live in `vswitch-plugin/config/`; the tests below parse each of them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -493,4 +493,123 @@ fn system_host_name() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn examples() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+    }
+
+    #[test]
+    fn every_example_configuration_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        // The static example names an ENI file relative to itself.
+        std::fs::write(
+            dir.path().join("enis.toml"),
+            "[[eni]]\nid = \"eni-1\"\nmac = \"02:00:00:00:00:01\"\nvm-id = \"i-1\"\nvswitch-id = \"vsw-1\"\nvpc-id = \"vpc-1\"\naccount-id = \"1\"\n",
+        )
+        .unwrap();
+        for name in [
+            "pcap-static.toml",
+            "nic-control.toml",
+            "library-instance.toml",
+            "replay-jsonl.toml",
+        ] {
+            let text = std::fs::read_to_string(examples().join(name)).unwrap();
+            let config =
+                Config::parse(&text, name, dir.path()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            match name {
+                "pcap-static.toml" => {
+                    assert_eq!(config.clock, Clock::RxTimestamp);
+                    assert!(
+                        matches!(&config.capture, Capture::Static { enis, destination: Some(_) } if enis.len() == 1)
+                    );
+                    assert!(matches!(config.sink, Sink::Collector { .. }));
+                    assert_eq!(config.stop_when_idle, Some(Duration::from_secs(1)));
+                }
+                "nic-control.toml" => {
+                    assert!(matches!(config.capture, Capture::Control { .. }));
+                    assert_eq!(config.ports[0].rx_queues, 3);
+                }
+                "library-instance.toml" => {
+                    assert_eq!(config.workers, 2);
+                    assert!(matches!(
+                        config.capture,
+                        Capture::Manual {
+                            destination: Some(_)
+                        }
+                    ));
+                }
+                _ => assert!(matches!(config.sink, Sink::File(_))),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_the_field_named() {
+        let base = Path::new(".");
+        let cases = [
+            (
+                "[dataplane]\ninterval-secs = 0\n",
+                "dataplane.interval-secs",
+            ),
+            ("[dataplane]\nclock = \"sundial\"\n", "dataplane.clock"),
+            (
+                "[dataplane]\nflow-capacity = 3\n",
+                "dataplane.flow-capacity",
+            ),
+            (
+                "[[ports]]\nname = \"p\"\nrx-descriptors = 1000\n",
+                "ports.rx-descriptors",
+            ),
+            (
+                "[capture]\ncontrol = \"http://c\"\nenis-file = \"x\"\n",
+                "capture",
+            ),
+            (
+                "[capture]\ncontrol = \"http://c\"\nproject = \"p\"\nlogstore = \"l\"\n",
+                "capture",
+            ),
+            ("[capture]\nproject = \"p\"\n", "capture"),
+            ("[export]\ncollector = \"http://c\"\n", "capture"),
+            (
+                "[export]\ncollector = \"http://c\"\njsonl = \"x\"\n",
+                "export",
+            ),
+            ("host = \"\"\n", "host"),
+        ];
+        for (text, field) in cases {
+            match Config::parse(text, "test", base) {
+                Err(ConfigError::Invalid { field: f, .. }) => assert_eq!(f, field, "{text}"),
+                other => panic!("{text}: expected an error on {field}, got {other:?}"),
+            }
+        }
+        assert!(matches!(
+            Config::parse("bogus = 1\n", "test", base),
+            Err(ConfigError::Syntax { .. })
+        ));
+        assert!(matches!(
+            Config::parse("[dataplane]\nintervalsecs = 1\n", "t", base),
+            Err(ConfigError::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn eni_files_parse_and_bad_macs_are_named() {
+        let enis = parse_enis(
+            "[[eni]]\nid = \"eni-1\"\nmac = \"02:00:00:e1:00:0a\"\nvm-id = \"i\"\nvswitch-id = \"s\"\nvpc-id = \"v\"\naccount-id = \"a\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(enis[0].mac.to_string(), "02:00:00:e1:00:0a");
+        let error = parse_enis(
+            "[[eni]]\nid = \"eni-1\"\nmac = \"nope\"\nvm-id = \"i\"\nvswitch-id = \"s\"\nvpc-id = \"v\"\naccount-id = \"a\"\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("nope"), "{error}");
+    }
 }

@@ -33,11 +33,20 @@
 //! played through a `net_pcap` port meters exactly as `flowlog replay` does; a packet without the timestamp takes
 //! the time of the worker's previous packet (counted in `no_rx_timestamp`).
 //!
+//! # Logging
+//! The library logs with `tracing`. Unless the process already installed a subscriber, the first
+//! [`flowlog_instance_create`] installs one writing to stderr at the level of `RUST_LOG` (default `warn`).
+//! Refused calls (null pointers, bad arguments) log at `debug` only: their status and
+//! [`flowlog_last_error`] tell the caller.
+//!
 //! # Limitations
 //! - The exporter starts when the first worker is taken: ENIs registered before that are in every worker's table
 //!   from the first packet. A change made later reaches each worker at its first burst after the exporter applied
 //!   it (normally within a millisecond), so packets of that short interval may still be attributed by the
 //!   previous ENI set.
+//! - A window's records are written once every worker of the instance has sealed it: take every worker
+//!   (`dataplane.workers`) and keep each one processing or ticking; a worker not taken, or idle without ticks,
+//!   holds the records back until it is released (or, never taken, until the instance is destroyed).
 //! - A multi-segment mbuf is parsed from its first segment (which holds the headers); its `pkt_len` is its
 //!   length on the wire.
 
@@ -75,6 +84,14 @@ pub const FLOWLOG_REJECT: u8 = 1;
 pub const FLOWLOG_MAX_PORTS: usize = 32;
 
 const _: () = assert!(FLOWLOG_MAX_PORTS == dpdk_sys::RTE_MAX_ETHPORTS as usize);
+
+// The thread rules of the module docs hold: an instance is shared by any threads, a worker moves between them.
+const _: () = {
+    const fn shared_between_threads<T: Send + Sync>() {}
+    const fn moved_between_threads<T: Send>() {}
+    shared_between_threads::<FlowlogInstance>();
+    moved_between_threads::<FlowlogWorker>();
+};
 
 /// Status of every call: `FLOWLOG_STATUS_OK` (0) or a negative error; `flowlog_last_error()` says why.
 #[repr(i32)]
@@ -311,9 +328,10 @@ pub unsafe extern "C" fn flowlog_instance_create(
 }
 
 /// Takes worker `index` (0 to `dataplane.workers - 1`) of the instance; each index can be taken once. The first
-/// call starts the instance's exporter thread. On success `*out` is the worker; on failure it is set to NULL
-/// (when `out` is not NULL). The worker stays valid until `flowlog_worker_release`, also after the instance is
-/// gone.
+/// call starts the instance's exporter thread: ENIs registered before it are in effect from the first packet.
+/// Take every worker: a window's records are written once every worker has sealed it. On success `*out` is the
+/// worker; on failure it is set to NULL (when `out` is not NULL). The worker stays valid until
+/// `flowlog_worker_release`.
 ///
 /// # Safety
 /// `instance` must be NULL or a live instance from `flowlog_instance_create`; `out` must be NULL or valid for
@@ -416,7 +434,9 @@ pub unsafe extern "C" fn flowlog_worker_process(
 }
 
 /// Idle poll: applies ENI changes and, with the `tsc` clock, seals every window that has ended, so records are
-/// delivered while no packet comes. Call it when a poll finds no packet (cheap: one TSC read).
+/// delivered while no packet comes. Call it when a poll finds no packet (cheap: one TSC read). With the
+/// `rx-timestamp` clock, packet time stands still without packets: windows are sealed by later packets or by
+/// the release.
 ///
 /// # Safety
 /// `worker` must be NULL or a live worker used by no other thread during the call.
@@ -428,6 +448,24 @@ pub unsafe extern "C" fn flowlog_worker_tick(worker: *mut FlowlogWorker) -> Flow
     };
     // SAFETY: NULL or a live worker owned by this thread for the call (caller contract).
     unsafe { with_worker("flowlog_worker_tick", worker, body) }
+}
+
+/// Flushes a worker without releasing it: seals its open window now and hands every sealed window to the exporter
+/// (without waiting for ring space; what does not fit is offered again at the next tick or burst, as an exact
+/// SKIPDATA summary). Packets of the flushed window that arrive afterwards are metered into the next window, so
+/// no window is sealed twice. Use it before a pause or a reconfiguration of the host.
+///
+/// # Safety
+/// `worker` must be NULL or a live worker used by no other thread during the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn flowlog_worker_flush(worker: *mut FlowlogWorker) -> FlowlogStatus {
+    let body = |w: &mut FlowlogWorker| {
+        w.worker.poll_commands();
+        w.worker.flush();
+        Ok(())
+    };
+    // SAFETY: NULL or a live worker owned by this thread for the call (caller contract).
+    unsafe { with_worker("flowlog_worker_flush", worker, body) }
 }
 
 /// Copies the worker's statistics into `*out`.

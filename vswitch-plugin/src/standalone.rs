@@ -273,7 +273,7 @@ fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> 
         } else {
             idle_polls = idle_polls.saturating_add(1);
             // Idle: let the clock seal ended windows (live clock only; a packet clock advances with packets).
-            if ctx.timestamps.is_none() && idle_polls % 64 == 0 {
+            if ctx.timestamps.is_none() && idle_polls.is_multiple_of(64) {
                 worker.advance(ctx.clock.now_secs());
             }
             std::hint::spin_loop();

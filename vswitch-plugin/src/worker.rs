@@ -58,6 +58,15 @@ impl Worker {
         self.meter.advance(now_secs, &mut sink);
     }
 
+    /// Seals the open window now and offers every sealed window to the exporter, without waiting: what the ring
+    /// refuses stays with the meter (as exact SKIPDATA summaries) and is offered again at the next seal or tick.
+    /// The worker stays usable; later packets of the flushed window are metered into the next window, so no
+    /// window is sealed twice.
+    pub fn flush(&mut self) {
+        let mut sink = self.end.sink();
+        self.meter.flush(&mut sink);
+    }
+
     /// The meter's counters.
     pub fn counters(&self) -> &MeterCounters {
         self.meter.counters()

@@ -135,7 +135,7 @@ fn bad_arguments_return_error_statuses() -> anyhow::Result<()> {
 
     let _eal = Eal::init(&dpdk_common::eal_args("--lcores=0@(0-1)", &[]))?;
 
-    // SAFETY (every call below): the arguments are null, valid C strings, valid out pointers or live handles,
+    // SAFETY: in every call below the arguments are null, valid C strings, valid out pointers or live handles,
     // exactly as each case says.
     unsafe {
         ensure_status(
@@ -459,7 +459,7 @@ fn tsc_clock_meters_live_bursts_and_follows_eni_changes() -> anyhow::Result<()> 
     let mut instance: *mut FlowlogInstance = ptr::null_mut();
     let mut worker: *mut FlowlogWorker = ptr::null_mut();
     let mut stats = FlowlogWorkerStats::default();
-    // SAFETY (every call below): live handles, valid C strings and arrays of `ptrs.len()` live mbufs that stay
+    // SAFETY: every call below gets live handles, valid C strings and arrays of `ptrs.len()` live mbufs that stay
     // allocated and unmodified until `frames` is dropped at the end.
     unsafe {
         ensure_status(

@@ -1,5 +1,5 @@
 //! `flowlog-vswitch --config FILE`: the standalone DPDK poll-mode flow-log program (see
-//! `flowlog_vswitch::standalone`). Example configurations are in `vswitch-plugin/examples/`.
+//! `flowlog_vswitch::standalone`). Example configurations are in `vswitch-plugin/config/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

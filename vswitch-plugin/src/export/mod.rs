@@ -527,7 +527,7 @@ impl Output {
 /// The interval a route's records are aggregated at: its flow log's interval when that is a longer multiple of
 /// the workers' interval, else the workers' interval (a flow log cannot be finer than what the workers meter).
 fn effective_interval(route: &Route, base: u32) -> u32 {
-    if route.interval_secs > base && route.interval_secs % base == 0 {
+    if route.interval_secs > base && route.interval_secs.is_multiple_of(base) {
         route.interval_secs
     } else {
         base
