@@ -227,3 +227,178 @@ fn same_enis(a: &EniTable, b: &EniTable) -> bool {
 fn same_routes(a: &HashMap<Arc<str>, Vec<Route>>, b: &HashMap<Arc<str>, Vec<Route>>) -> bool {
     a.iter().all(|(id, r)| b.get(id) == Some(r))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interface(
+        id: &str,
+        mac: &str,
+        vpc: &str,
+        destinations: &[(&str, &str, proto::TrafficType, u32)],
+    ) -> proto::CapturedInterface {
+        proto::CapturedInterface {
+            network_interface: Some(proto::NetworkInterface {
+                eni_id: id.into(),
+                mac: mac.into(),
+                vm_id: format!("i-{id}"),
+                vswitch_id: "vsw-1".into(),
+                vpc_id: vpc.into(),
+                account_id: "1".into(),
+                host: "h".into(),
+            }),
+            destinations: destinations
+                .iter()
+                .map(
+                    |(project, logstore, traffic, interval)| proto::Destination {
+                        flow_log_id: format!("fl-{logstore}"),
+                        project: (*project).into(),
+                        logstore: (*logstore).into(),
+                        traffic_type: *traffic as i32,
+                        interval_seconds: *interval,
+                    },
+                )
+                .collect(),
+        }
+    }
+
+    fn set(version: u64, interfaces: Vec<proto::CapturedInterface>) -> proto::CaptureSet {
+        proto::CaptureSet {
+            version,
+            region_id: "r".into(),
+            interfaces,
+        }
+    }
+
+    #[test]
+    fn capture_sets_replace_the_enis_keep_slots_and_route_by_flow_log() {
+        let mut state = CaptureState::fixed(Vec::new(), None).unwrap();
+        let all = proto::TrafficType::All;
+        let first = set(
+            1,
+            vec![
+                interface(
+                    "eni-a",
+                    "02:00:00:00:00:0a",
+                    "vpc-1",
+                    &[("p", "vpc", all, 60)],
+                ),
+                interface(
+                    "eni-b",
+                    "02:00:00:00:00:0b",
+                    "vpc-1",
+                    &[
+                        ("p", "vpc", all, 60),
+                        ("q", "drops", proto::TrafficType::Drop, 600),
+                    ],
+                ),
+            ],
+        );
+        assert!(state.apply_capture_set(&first, 100).unwrap());
+        let table = state.table().clone();
+        let slot_b = table.slot_of("eni-b").unwrap();
+        assert_eq!(
+            table.lookup("02:00:00:00:00:0b".parse().unwrap()),
+            Some(slot_b)
+        );
+        assert_eq!(state.routes("eni-b").len(), 2);
+        assert_eq!(state.routes("eni-b")[1].filter, TrafficFilter::Drop);
+        assert_eq!(state.routes("eni-b")[1].interval_secs, 600);
+        assert!(
+            !state
+                .apply_capture_set(&set(2, first.interfaces.clone()), 101)
+                .unwrap(),
+            "nothing changed"
+        );
+
+        // eni-a leaves, eni-c arrives: eni-b keeps its slot, eni-a's routes stay for its last records.
+        let second = set(
+            3,
+            vec![
+                interface(
+                    "eni-b",
+                    "02:00:00:00:00:0b",
+                    "vpc-1",
+                    &[("p", "vpc", all, 60)],
+                ),
+                interface(
+                    "eni-c",
+                    "02:00:00:00:00:0c",
+                    "vpc-1",
+                    &[("p", "vpc", all, 60)],
+                ),
+            ],
+        );
+        assert!(state.apply_capture_set(&second, 200).unwrap());
+        let table = state.table();
+        assert_eq!(table.slot_of("eni-b"), Some(slot_b));
+        assert!(!table.is_captured(table.slot_of("eni-a").unwrap()));
+        assert_eq!(table.lookup("02:00:00:00:00:0a".parse().unwrap()), None);
+        assert_eq!(state.routes("eni-a").len(), 1);
+        assert_eq!(
+            state.routes("eni-b").len(),
+            1,
+            "the Drop flow log no longer covers eni-b"
+        );
+        assert_eq!(state.version(), 3);
+
+        // Once no window can refer to eni-a any more, its slot and routes go.
+        assert_eq!(state.reclaim(201), 1);
+        assert!(state.routes("eni-a").is_empty());
+        assert_eq!(state.table().slot_of("eni-a"), None);
+    }
+
+    #[test]
+    fn bad_interfaces_are_skipped_and_counted() {
+        let mut state = CaptureState::fixed(Vec::new(), None).unwrap();
+        let all = proto::TrafficType::All;
+        let bad = set(
+            1,
+            vec![
+                interface("eni-a", "not-a-mac", "v", &[("p", "l", all, 60)]),
+                interface("eni-b", "02:00:00:00:00:0b", "v", &[("p", "l", all, 60)]),
+                interface("eni-c", "02:00:00:00:00:0b", "v", &[("p", "l", all, 60)]),
+                interface("eni-b", "02:00:00:00:00:0d", "v", &[("p", "l", all, 60)]),
+                proto::CapturedInterface::default(),
+            ],
+        );
+        state.apply_capture_set(&bad, 1).unwrap();
+        assert_eq!(state.table().len(), 1);
+        assert_eq!(state.skipped_enis(), 4);
+    }
+
+    #[test]
+    fn manual_enis_use_the_default_route_and_filters_admit_by_action() {
+        let eni = Eni::new(
+            "eni-m",
+            "02:00:00:00:00:01".parse().unwrap(),
+            "i",
+            "s",
+            "v",
+            "a",
+        );
+        let mut state = CaptureState::fixed(Vec::new(), Some(("p".into(), "l".into()))).unwrap();
+        state.add_eni(eni.clone(), 5).unwrap();
+        assert_eq!(&*state.routes("eni-m")[0].logstore, "l");
+        // Re-adding replaces; removing an unknown ENI is an error.
+        state.add_eni(eni, 6).unwrap();
+        assert!(state.remove_eni("eni-x", 7).is_err());
+        state.remove_eni("eni-m", 7).unwrap();
+        assert!(state.table().is_empty());
+
+        assert!(TrafficFilter::All.admits(Some(Action::Reject)));
+        assert!(
+            TrafficFilter::Allow.admits(Some(Action::Accept))
+                && !TrafficFilter::Allow.admits(Some(Action::Reject))
+        );
+        assert!(
+            TrafficFilter::Drop.admits(Some(Action::Reject))
+                && !TrafficFilter::Drop.admits(Some(Action::Accept))
+        );
+        assert!(
+            TrafficFilter::Drop.admits(None),
+            "NODATA and SKIPDATA reach every destination"
+        );
+    }
+}
