@@ -65,13 +65,21 @@ fn e2e_flow_logs_from_the_control_plane_route_and_aggregate_records() {
             .args(args)
             .args(["--control", &control.addr]))
     };
-    flowlog(&[
-        "import-enis",
-        "--file",
-        d.join("enis.toml").to_str().unwrap(),
-        "--host",
-        "host-a",
-    ]);
+    // One ENI first, so that the VPC exists; the rest are registered after the flow logs: a VPC flow log
+    // covers the ENIs of its VPC at each moment, later ones included.
+    let enis = std::fs::read_to_string(d.join("enis.toml")).unwrap();
+    let first_eni = enis.split("[[eni]]").nth(1).unwrap();
+    std::fs::write(d.join("first-eni.toml"), format!("[[eni]]{first_eni}")).unwrap();
+    let import = |file: &str| {
+        flowlog(&[
+            "import-enis",
+            "--file",
+            d.join(file).to_str().unwrap(),
+            "--host",
+            "host-a",
+        ])
+    };
+    import("first-eni.toml");
     let vpc_log = flowlog(&[
         "create-flow-log",
         "--resource-type",
@@ -85,6 +93,7 @@ fn e2e_flow_logs_from_the_control_plane_route_and_aggregate_records() {
         "--interval",
         "1",
     ]);
+    import("enis.toml");
     let eni_log = flowlog(&[
         "create-flow-log",
         "--resource-type",
