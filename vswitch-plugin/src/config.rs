@@ -147,6 +147,11 @@ pub struct RawRun {
     /// Stop once every RX queue has been idle this many milliseconds after traffic was seen (playing a capture);
     /// 0 = run until SIGINT/SIGTERM. Default 0.
     pub stop_when_idle_ms: Option<u64>,
+    /// Write the live counters (per worker and total, JSON) to this file every `stats-interval-ms`, replacing it
+    /// atomically. Default: none.
+    pub stats_file: Option<PathBuf>,
+    /// Milliseconds between two stats-file writes and two counter log lines. Default 1000.
+    pub stats_interval_ms: Option<u64>,
 }
 
 /// Typed configuration.
@@ -184,6 +189,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Idle stop (standalone program).
     pub stop_when_idle: Option<Duration>,
+    /// Live counters file (standalone program).
+    pub stats_file: Option<PathBuf>,
+    /// Period of the live counters.
+    pub stats_interval: Duration,
 }
 
 /// One port of the standalone program.
@@ -399,7 +408,13 @@ impl Config {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         };
+        let stats_interval = Duration::from_millis(raw.run.stats_interval_ms.unwrap_or(1000));
+        if stats_interval < Duration::from_millis(10) {
+            return Err(invalid("run.stats-interval-ms", "must be at least 10"));
+        }
         Ok(Self {
+            stats_file: raw.run.stats_file.map(|p| base.join(p)),
+            stats_interval,
             region: raw.region.map(Arc::from),
             host,
             eal_args: raw.eal.map(|e| e.args).unwrap_or_default(),

@@ -18,4 +18,5 @@ pub mod instance;
 pub mod pcap;
 pub mod replay;
 pub mod standalone;
+pub mod stats;
 pub mod worker;

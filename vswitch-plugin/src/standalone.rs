@@ -26,6 +26,7 @@ use crate::dpdk::{
 };
 use crate::export::ExportReport;
 use crate::instance;
+use crate::stats::{CounterBoard, LoopCounters, render_json};
 use crate::worker::Worker;
 
 /// What a run did.
@@ -39,12 +40,14 @@ pub struct RunReport {
     pub port_drops: u64,
 }
 
-/// Per-worker liveness, written by the worker once per non-empty burst, read by the main thread.
+/// Per-worker liveness and counters, written by the worker, read by the main thread.
 #[derive(Default)]
 #[repr(align(64))]
 struct Activity {
     /// Monotonic milliseconds (since program start) of the last non-empty burst; 0 = none yet.
     last_rx_ms: AtomicU64,
+    /// The worker's counters, published about once a millisecond.
+    board: CounterBoard,
 }
 
 /// Runs the program until a signal or the idle condition; returns what it did.
@@ -170,7 +173,7 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
     }
     tracing::info!(workers, "capturing");
 
-    supervise(&config, &stop, &activity, began);
+    supervise(&config, &stop, &activity, &ports, began);
     stop.store(true, Ordering::Release);
     for (lcore, result) in eal.wait_all() {
         if let Err(error) = result {
@@ -204,10 +207,22 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
 }
 
 /// Waits on the main thread until a signal arrives or, with `stop-when-idle`, every worker has seen traffic and
-/// then none for that long.
-fn supervise(config: &Config, stop: &AtomicBool, activity: &[Activity], began: Instant) {
+/// then none for that long. Meanwhile it logs the live counters and writes them to the stats file.
+fn supervise(
+    config: &Config,
+    stop: &AtomicBool,
+    activity: &[Activity],
+    ports: &[Port],
+    began: Instant,
+) {
+    let mut next_stats = Instant::now() + config.stats_interval;
+    let mut last_frames = 0u64;
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(20));
+        if Instant::now() >= next_stats {
+            next_stats += config.stats_interval;
+            last_frames = report_stats(config, activity, ports, last_frames);
+        }
         if let Some(idle) = config.stop_when_idle {
             let now_ms = began.elapsed().as_millis() as u64;
             let last: Vec<u64> = activity
@@ -225,6 +240,55 @@ fn supervise(config: &Config, stop: &AtomicBool, activity: &[Activity], began: I
     tracing::info!("signal received: stopping");
 }
 
+/// Logs one line of live counters and, when configured, rewrites the stats file; returns the frames so far.
+fn report_stats(config: &Config, activity: &[Activity], ports: &[Port], last_frames: u64) -> u64 {
+    let workers: Vec<_> = activity.iter().map(|a| a.board.snapshot()).collect();
+    let total = |name: &str| -> u64 {
+        workers
+            .iter()
+            .flat_map(|w| w.iter())
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let (frames, busy) = (total("frames"), total("busy_cycles"));
+    let mut port_counters = [0u64; 3];
+    for port in ports {
+        if let Ok(s) = port.stats() {
+            port_counters[0] += s.ipackets;
+            port_counters[1] += s.imissed;
+            port_counters[2] += s.rx_nombuf;
+        }
+    }
+    tracing::info!(
+        frames,
+        rate_pps = (frames - last_frames) as f64 / config.stats_interval.as_secs_f64(),
+        cycles_per_packet = busy.checked_div(frames).unwrap_or(0),
+        attributed = total("attributed"),
+        malformed = total("malformed"),
+        skipped = total("table_full_packets") + total("refused_packets"),
+        port_imissed = port_counters[1],
+        "counters"
+    );
+    if let Some(path) = &config.stats_file {
+        let json = render_json(
+            &workers,
+            &[
+                ("port_ipackets", port_counters[0]),
+                ("port_imissed", port_counters[1]),
+                ("port_rx_nombuf", port_counters[2]),
+            ],
+        );
+        let tmp = path.with_extension("tmp");
+        if let Err(error) =
+            std::fs::write(&tmp, json + "\n").and_then(|()| std::fs::rename(&tmp, path))
+        {
+            tracing::warn!(path = %path.display(), %error, "writing the stats file");
+        }
+    }
+    frames
+}
+
 /// What a worker's poll loop needs besides its worker and queues.
 struct LoopContext {
     stop: Arc<AtomicBool>,
@@ -235,14 +299,17 @@ struct LoopContext {
     timestamps: Option<RxTimestamp>,
 }
 
-/// A worker lcore's loop: per burst, one command-ring read, one clock read, and the meter's per-packet path.
+/// A worker lcore's loop: per burst, one command-ring read, two TSC reads (time and busy cycles), and the
+/// meter's per-packet path; about once a millisecond, a publication of the counters.
 fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> MeterCounters {
     let mut burst = Burst::new();
     if ctx.timestamps.is_none() {
         worker.start(ctx.clock.now_secs());
     }
     let activity = &ctx.activity[ctx.index];
-    let mut idle_polls = 0u32;
+    let publish_every = (dpdk::tsc_hz() / 1000).max(1);
+    let mut next_publish = dpdk::tsc() + publish_every;
+    let mut looped = LoopCounters::default();
     while !ctx.stop.load(Ordering::Relaxed) {
         worker.poll_commands();
         let mut received = 0;
@@ -252,7 +319,8 @@ fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> 
                 continue;
             }
             received += n;
-            let now = ctx.clock.now_secs();
+            let began = dpdk::tsc();
+            let now = ctx.clock.ns_at(began) / 1_000_000_000;
             for mbuf in burst.iter() {
                 let secs = match &ctx.timestamps {
                     Some(ts) => mbuf
@@ -263,22 +331,30 @@ fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> 
                 worker.account(secs, mbuf.data(), mbuf.pkt_len() as usize, Action::Accept);
             }
             burst.free_all();
+            looped.bursts += 1;
+            looped.busy_cycles += dpdk::tsc().wrapping_sub(began);
         }
         if received > 0 {
-            idle_polls = 0;
             activity.last_rx_ms.store(
                 ctx.began.elapsed().as_millis().max(1) as u64,
                 Ordering::Relaxed,
             );
         } else {
-            idle_polls = idle_polls.saturating_add(1);
+            looped.idle_polls += 1;
             // Idle: let the clock seal ended windows (live clock only; a packet clock advances with packets).
-            if ctx.timestamps.is_none() && idle_polls.is_multiple_of(64) {
+            if ctx.timestamps.is_none() && looped.idle_polls.is_multiple_of(64) {
                 worker.advance(ctx.clock.now_secs());
             }
             std::hint::spin_loop();
         }
+        let now_tsc = dpdk::tsc();
+        if now_tsc >= next_publish {
+            activity.board.publish(worker.counters(), &looped);
+            next_publish = now_tsc + publish_every;
+        }
     }
     drop(burst);
-    worker.finish()
+    let counters = worker.finish();
+    activity.board.publish(&counters, &looped);
+    counters
 }

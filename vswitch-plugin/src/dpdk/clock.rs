@@ -47,7 +47,13 @@ impl TscClock {
     /// Unix time now, nanoseconds.
     #[inline]
     pub fn now_ns(&self) -> u64 {
-        let ticks = u128::from(tsc().wrapping_sub(self.tsc0));
+        self.ns_at(tsc())
+    }
+
+    /// Unix time, nanoseconds, when the TSC read `tsc_value` (a reading the caller already took).
+    #[inline]
+    pub fn ns_at(&self, tsc_value: u64) -> u64 {
+        let ticks = u128::from(tsc_value.wrapping_sub(self.tsc0));
         self.wall0_ns
             .saturating_add(u64::try_from((ticks * self.ns_per_tick_q32) >> 32).unwrap_or(u64::MAX))
     }
