@@ -89,10 +89,7 @@ stop-when-idle-ms = 1000
 
 /// Writes a classic pcap (microseconds, Ethernet).
 fn write_pcap(path: &std::path::Path, frames: &[(u64, Vec<u8>, u32)]) {
-    let mut out = Vec::new();
-    for word in [0xa1b2_c3d4u32] {
-        out.extend_from_slice(&word.to_le_bytes());
-    }
+    let mut out = 0xa1b2_c3d4u32.to_le_bytes().to_vec();
     out.extend_from_slice(&2u16.to_le_bytes());
     out.extend_from_slice(&4u16.to_le_bytes());
     out.extend_from_slice(&[0; 8]);

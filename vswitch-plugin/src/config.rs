@@ -12,6 +12,8 @@ use std::time::Duration;
 use flowlog_dataplane::flow::{Eni, MacAddr};
 use serde::Deserialize;
 
+use crate::export::spool::SpoolConfig;
+
 /// Errors in a configuration or ENI file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -136,8 +138,16 @@ pub struct RawExport {
     pub max_batch_records: Option<usize>,
     /// Most batches in flight (sent, not yet acknowledged). Default 64.
     pub max_unacked_batches: Option<usize>,
-    /// Milliseconds to keep delivering after shutdown before giving up (counted, logged). Default 15000.
+    /// Milliseconds to keep delivering after shutdown before spooling to disk or giving up (counted, logged).
+    /// Default 15000.
     pub shutdown_grace_ms: Option<u64>,
+    /// Bytes of unacknowledged batches kept in memory before spilling to disk. Default 67108864 (64 MiB).
+    pub spool_memory_bytes: Option<usize>,
+    /// Directory of the disk spool (batches beyond memory, and what is unacknowledged at shutdown, for the next
+    /// run). Default: none (memory only; overflow becomes SKIPDATA, and shutdown leftovers are counted as lost).
+    pub spool_dir: Option<PathBuf>,
+    /// Bytes of batches the disk spool holds before overflow becomes SKIPDATA. Default 1073741824 (1 GiB).
+    pub spool_disk_bytes: Option<u64>,
 }
 
 /// `[run]`.
@@ -187,6 +197,8 @@ pub struct Config {
     pub max_unacked_batches: usize,
     /// Delivery grace at shutdown.
     pub shutdown_grace: Duration,
+    /// Where unacknowledged batches wait.
+    pub spool: SpoolConfig,
     /// Idle stop (standalone program).
     pub stop_when_idle: Option<Duration>,
     /// Live counters file (standalone program).
@@ -430,6 +442,13 @@ impl Config {
             max_batch_records,
             max_unacked_batches,
             shutdown_grace: Duration::from_millis(ex.shutdown_grace_ms.unwrap_or(15_000)),
+            spool: SpoolConfig {
+                memory_bytes: ex.spool_memory_bytes.unwrap_or(64 << 20),
+                disk_dir: ex.spool_dir.map(|d| base.join(d)),
+                disk_bytes: ex.spool_disk_bytes.unwrap_or(1 << 30),
+                segment_bytes: 16 << 20,
+                max_ledger_entries: 1_000_000,
+            },
             stop_when_idle,
         })
     }

@@ -56,6 +56,7 @@ pub fn start(
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
             shutdown_grace: config.shutdown_grace,
+            spool: config.spool.clone(),
         }),
     };
     let mut links = Vec::with_capacity(workers);

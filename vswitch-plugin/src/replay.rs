@@ -17,6 +17,7 @@ use flowlog_dataplane::flow::{Action, Meter, MeterConfig, MeterCounters};
 use crate::capture::CaptureState;
 use crate::config::load_enis;
 use crate::export::deliver::DeliveryConfig;
+use crate::export::spool::SpoolConfig;
 use crate::export::{ExportReport, ExportSink, Exporter, ExporterConfig, link};
 use crate::pcap::PcapReader;
 use crate::worker::Worker;
@@ -88,6 +89,13 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(30),
+            spool: SpoolConfig {
+                memory_bytes: 256 << 20,
+                disk_dir: None,
+                disk_bytes: 0,
+                segment_bytes: 16 << 20,
+                max_ledger_entries: 1_000_000,
+            },
         }),
         None => match &args.output {
             Some(path) => {

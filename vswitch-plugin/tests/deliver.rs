@@ -14,6 +14,7 @@ use flowlog_proto::v1::collector_client::CollectorClient;
 use flowlog_proto::v1::collector_server::CollectorServer;
 use flowlog_proto::v1::{QueryRequest, Record};
 use flowlog_vswitch::export::deliver::{Batch, DeliveryConfig, DeliveryStats, run};
+use flowlog_vswitch::export::spool::SpoolConfig;
 use tokio::sync::{mpsc, oneshot, watch};
 
 fn free_port() -> SocketAddr {
@@ -31,6 +32,13 @@ fn config(addr: SocketAddr, grace: Duration) -> DeliveryConfig {
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(200),
         shutdown_grace: grace,
+        spool: SpoolConfig {
+            memory_bytes: 64 << 20,
+            disk_dir: None,
+            disk_bytes: 0,
+            segment_bytes: 1 << 20,
+            max_ledger_entries: 1000,
+        },
     }
 }
 
@@ -228,4 +236,109 @@ async fn counts_what_it_abandons_when_the_collector_never_comes() {
         .unwrap();
     assert_eq!(abandoned, 35);
     assert_eq!(stats.records_abandoned.load(Ordering::Relaxed), 35);
+}
+
+fn spool_config(memory_bytes: usize, disk_dir: Option<&std::path::Path>) -> SpoolConfig {
+    SpoolConfig {
+        memory_bytes,
+        disk_dir: disk_dir.map(std::path::Path::to_path_buf),
+        disk_bytes: 1 << 30,
+        segment_bytes: 4096,
+        max_ledger_entries: 1000,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spool_overflow_becomes_skipdata_with_exactly_the_dropped_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_port();
+    let mut config = config(addr, Duration::from_secs(30));
+    // Room for two batches in memory, no disk: the rest of the outage overflows.
+    config.spool = spool_config(2 * 1200, None);
+    let (input, batches) = mpsc::channel(4);
+    let (_shutdown_tx, shutdown) = watch::channel(false);
+    let stats = Arc::new(DeliveryStats::default());
+    let task = tokio::spawn(run(config, batches, shutdown, stats.clone()));
+    let mut total_packets = 0;
+    for i in 1..=20 {
+        let b = batch(i, 10);
+        total_packets += b.records.iter().map(|r| r.packets).sum::<u64>();
+        input.send(b).await.unwrap();
+    }
+    drop(input);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let store = Arc::new(Store::open(dir.path(), Config::default().store).unwrap());
+    let server = serve(store, addr);
+    assert_eq!(task.await.unwrap(), 0);
+    let skipped = stats.records_skipped.load(Ordering::Relaxed);
+    assert!(skipped >= 150, "most batches overflowed: {skipped}");
+    let records = stored_records(addr).await;
+    let ok: Vec<_> = records.iter().filter(|r| r.log_status == 1).collect();
+    let skipdata: Vec<_> = records.iter().filter(|r| r.log_status == 3).collect();
+    assert_eq!(ok.len() as u64 + skipped, 200);
+    assert_eq!(skipdata.len(), 1, "one (logstore, ENI, window) summary");
+    assert_eq!(
+        skipdata[0].packets,
+        stats.skipped_packets.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        ok.iter().map(|r| r.packets).sum::<u64>() + skipdata[0].packets,
+        total_packets
+    );
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_is_unacknowledged_at_shutdown_waits_on_disk_for_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool_dir = dir.path().join("spool");
+    let addr = free_port();
+    // First run: the collector never comes; a tiny memory makes most batches spill to disk.
+    let mut first = config(addr, Duration::from_millis(200));
+    first.spool = spool_config(1500, Some(&spool_dir));
+    let (input, batches) = mpsc::channel(4);
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let stats = Arc::new(DeliveryStats::default());
+    let task = tokio::spawn(run(first, batches, shutdown, stats.clone()));
+    for i in 1..=12 {
+        input.send(batch(i, 10)).await.unwrap();
+    }
+    drop(input);
+    shutdown_tx.send(true).unwrap();
+    assert_eq!(
+        task.await.unwrap(),
+        0,
+        "nothing abandoned with a disk spool"
+    );
+    assert!(stats.batches_spooled_to_disk.load(Ordering::Relaxed) > 0);
+    assert!(stats.records_persisted.load(Ordering::Relaxed) > 0);
+
+    // Second run (another exporter id): the collector is up; the leftovers go first, with their own ids.
+    let store = Arc::new(Store::open(&dir.path().join("data"), Config::default().store).unwrap());
+    let server = serve(store, addr);
+    let mut second = config(addr, Duration::from_secs(30));
+    second.exporter_id = "second-run".into();
+    second.spool = spool_config(1 << 20, Some(&spool_dir));
+    let (input, batches) = mpsc::channel(4);
+    let (_shutdown_tx, shutdown) = watch::channel(false);
+    let stats = Arc::new(DeliveryStats::default());
+    let task = tokio::spawn(run(second, batches, shutdown, stats.clone()));
+    drop(input);
+    assert_eq!(task.await.unwrap(), 0);
+    let records = stored_records(addr).await;
+    assert_eq!(records.len(), 120, "all twelve batches, once");
+    let mut per_batch = std::collections::BTreeMap::new();
+    for r in &records {
+        *per_batch.entry(r.packets).or_insert(0) += 1;
+    }
+    assert!(
+        per_batch.len() == 12 && per_batch.values().all(|&n| n == 10),
+        "{per_batch:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&spool_dir).unwrap().count(),
+        0,
+        "the spool is empty afterwards"
+    );
+    server.stop();
 }

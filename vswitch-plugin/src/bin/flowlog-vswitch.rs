@@ -31,11 +31,14 @@ fn main() -> ExitCode {
     match result {
         Ok(report) => {
             eprintln!(
-                "flowlog-vswitch: {} frames, {} windows, {} records, {} acknowledged, {} abandoned, {} dropped by the ports",
+                "flowlog-vswitch: {} frames, {} windows, {} records, {} acknowledged, {} spooled for the next run, {} \
+                 replaced by SKIPDATA, {} abandoned, {} dropped by the ports",
                 report.counters.frames,
                 report.export.windows,
                 report.export.records,
                 report.export.records_acked,
+                report.export.records_persisted,
+                report.export.records_skipped,
                 report.export.records_abandoned,
                 report.port_drops
             );

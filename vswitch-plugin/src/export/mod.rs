@@ -15,9 +15,12 @@
 //! - A window is rendered once every worker has sealed it or finished ([`WindowMerger`]), so NODATA is decided
 //!   across all workers and a flow split over workers is one record.
 //! - Records are never dropped silently: a record whose ENI has no route is counted in
-//!   [`ExportReport::records_unrouted`]; records the collector never acknowledged are counted as abandoned.
+//!   [`ExportReport::records_unrouted`]; the delivery task never makes the exporter wait (its spool takes
+//!   everything, in memory, then on disk, then as exact SKIPDATA sums); records the collector never acknowledged
+//!   by the end of the shutdown grace are left in the disk spool or counted as abandoned.
 
 pub mod deliver;
+pub mod spool;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -173,8 +176,12 @@ pub struct ExportReport {
     pub records_unrouted: u64,
     /// Records the collector acknowledged.
     pub records_acked: u64,
-    /// Records given up at shutdown (collector unreachable).
+    /// Records given up at shutdown (collector unreachable, no disk spool).
     pub records_abandoned: u64,
+    /// Records left in the disk spool at shutdown, for the next run to deliver.
+    pub records_persisted: u64,
+    /// Records replaced by SKIPDATA sums because the spool overflowed.
+    pub records_skipped: u64,
 }
 
 /// A running exporter thread.
@@ -518,6 +525,8 @@ impl Output {
                 drop(batches);
                 report.records_abandoned = task.await.context("the delivery task failed")?;
                 report.records_acked = stats.records_acked.load(Ordering::Relaxed);
+                report.records_persisted = stats.records_persisted.load(Ordering::Relaxed);
+                report.records_skipped = stats.records_skipped.load(Ordering::Relaxed);
             }
         }
         Ok(())
