@@ -49,29 +49,68 @@ fn e2e_flow_logs_from_the_control_plane_route_and_aggregate_records() {
             d.join("data").to_str().unwrap(),
         ],
     );
+    // Tenancy: the orchestrator manages the inventory, each tenant its own flow logs, the host its capture set.
+    std::fs::write(
+        d.join("access.toml"),
+        r#"
+[[account]]
+id = "100000000000"
+tokens = ["tenant-a-token"]
+projects = ["tenant-a"]
+
+[[account]]
+id = "100000000001"
+tokens = ["tenant-b-token"]
+projects = ["tenant-b"]
+
+[[admin]]
+name = "orchestrator"
+tokens = ["orchestrator-token"]
+
+[[host]]
+name = "host-a"
+tokens = ["host-a-token"]
+"#,
+    )
+    .unwrap();
     let control = Server::start(
         &bin("flowlog-control"),
         &[
             "--listen",
             "127.0.0.1:0",
             "--state-file",
-            d.join("control.json").to_str().unwrap(),
+            d.join("control.redb").to_str().unwrap(),
+            "--access",
+            d.join("access.toml").to_str().unwrap(),
             "--region",
             "cn-hangzhou",
         ],
     );
-    let flowlog = |args: &[&str]| {
-        run(Command::new(bin("flowlog"))
+    let as_caller = |token: &str, args: &[&str]| {
+        Command::new(bin("flowlog"))
             .args(args)
-            .args(["--control", &control.addr]))
+            .args(["--control", &control.addr, "--token", token])
+            .output()
+            .unwrap()
     };
+    let ok = |output: std::process::Output| {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let admin = |args: &[&str]| ok(as_caller("orchestrator-token", args));
+    let tenant_a = |args: &[&str]| ok(as_caller("tenant-a-token", args));
+    let tenant_b = |args: &[&str]| ok(as_caller("tenant-b-token", args));
     // One ENI first, so that the VPC exists; the rest are registered after the flow logs: a VPC flow log
     // covers the ENIs of its VPC at each moment, later ones included.
     let enis = std::fs::read_to_string(d.join("enis.toml")).unwrap();
     let first_eni = enis.split("[[eni]]").nth(1).unwrap();
     std::fs::write(d.join("first-eni.toml"), format!("[[eni]]{first_eni}")).unwrap();
     let import = |file: &str| {
-        flowlog(&[
+        admin(&[
             "import-enis",
             "--file",
             d.join(file).to_str().unwrap(),
@@ -80,7 +119,7 @@ fn e2e_flow_logs_from_the_control_plane_route_and_aggregate_records() {
         ])
     };
     import("first-eni.toml");
-    let vpc_log = flowlog(&[
+    let vpc_log = tenant_a(&[
         "create-flow-log",
         "--resource-type",
         "VPC",
@@ -94,7 +133,7 @@ fn e2e_flow_logs_from_the_control_plane_route_and_aggregate_records() {
         "1",
     ]);
     import("enis.toml");
-    let eni_log = flowlog(&[
+    let eni_log = tenant_b(&[
         "create-flow-log",
         "--resource-type",
         "NetworkInterface",
@@ -113,6 +152,42 @@ fn e2e_flow_logs_from_the_control_plane_route_and_aggregate_records() {
         vpc_log.trim().starts_with("fl-") && eni_log.trim().starts_with("fl-"),
         "{vpc_log} {eni_log}"
     );
+    // Cross-account attempts are refused: tenant B on tenant A's VPC, tenant A into tenant B's project.
+    let refused = as_caller(
+        "tenant-b-token",
+        &[
+            "create-flow-log",
+            "--resource-type",
+            "VPC",
+            "--resource-id",
+            "vpc-0",
+            "--project",
+            "tenant-b",
+            "--logstore",
+            "stolen",
+        ],
+    );
+    assert!(!refused.status.success());
+    let refused = as_caller(
+        "tenant-a-token",
+        &[
+            "create-flow-log",
+            "--resource-type",
+            "VPC",
+            "--resource-id",
+            "vpc-0",
+            "--project",
+            "tenant-b",
+            "--logstore",
+            "leak",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Forbidden"),
+        "{:?}",
+        refused
+    );
 
     std::fs::write(
         d.join("vswitch.toml"),
@@ -128,6 +203,7 @@ interval-secs = 60
 clock = "rx-timestamp"
 [capture]
 control = "{control}"
+control-token = "host-a-token"
 [export]
 collector = "{collector}"
 [run]
@@ -150,6 +226,23 @@ stop-when-idle-ms = 1000
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "flowlog-vswitch failed: {stderr}");
     assert!(stderr.contains(" 0 abandoned"), "{stderr}");
+
+    // The host acknowledged the capture sets: both flow logs are Active.
+    let status = |caller: &dyn Fn(&[&str]) -> String, id: &str| {
+        caller(&["describe-flow-logs", "--flow-log-id", id.trim(), "--json"])
+    };
+    assert!(
+        status(&tenant_a, &vpc_log).contains("\"Active\""),
+        "{}",
+        status(&tenant_a, &vpc_log)
+    );
+    assert!(
+        status(&tenant_b, &eni_log).contains("\"Active\""),
+        "{}",
+        status(&tenant_b, &eni_log)
+    );
+    // Each tenant sees only its own flow logs.
+    assert!(!tenant_a(&["describe-flow-logs", "--json"]).contains(eni_log.trim()));
 
     let query = |project: &str, logstore: &str| {
         run(Command::new(bin("flowlog")).args([

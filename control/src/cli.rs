@@ -1,44 +1,65 @@
 //! The control-plane subcommands of the `flowlog` tool: inventory, flow logs and capture-set watching, each a gRPC
-//! call to `flowlog-control` at `--control ADDR`.
+//! call to `flowlog-control`.
+//!
+//! Every subcommand takes `--control ADDR[,ADDR...]` (the controller, or every replica: a call moves on to the
+//! next address when one is down or standing by) and `--token T` (or the `FLOWLOG_TOKEN` environment variable):
+//! the bearer token of an account, the orchestrator or a host.
 //!
 //! # Guarantees
 //! - Every command exits with an error (non-zero) when the server refuses the call; the error text carries the
 //!   server's stable code (`InvalidProjectName.Malformed: ...`).
 //! - `import-enis` validates the whole file (ids, MACs, duplicates) before registering anything; it then registers
 //!   in file order and, on a refusal, says which entry failed and how many were registered before it.
+//! - `create-flow-log` always sends a ClientToken (a random one unless `--client-token` is given), so its retries
+//!   on another replica never create a second flow log.
 //! - Machine-readable output: `create-flow-log` prints only the FlowLogId; `--json` prints one JSON document;
-//!   `watch` prints one JSON line per capture set.
+//!   `watch` prints one JSON line per capture set, follows fail-overs (resuming from the version it has) and, with
+//!   `--ack`, acknowledges each set as a host would.
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use flowlog_proto::v1 as pb;
-use pb::control_client::ControlClient;
 use serde::Deserialize;
 use serde_json::json;
-use tonic::transport::{Channel, Endpoint};
 
+use crate::client::{ControlClient, fails_over};
 use crate::state::{NetworkInterface, NetworkInterfaceInput};
 
 /// How to reach the control plane; flattened into every subcommand.
 #[derive(Debug, Clone, Args)]
-pub struct ControlAddr {
-    /// Address of flowlog-control (`http://` is assumed when no scheme is given).
+pub struct Connection {
+    /// flowlog-control address, or the comma-separated addresses of its replicas (`http://` is assumed when no
+    /// scheme is given).
     #[arg(
         long = "control",
-        value_name = "ADDR",
-        default_value = "http://127.0.0.1:7100"
+        value_name = "ADDR[,ADDR...]",
+        default_value = "http://127.0.0.1:7100",
+        value_delimiter = ','
     )]
-    pub control: String,
+    pub control: Vec<String>,
+    /// Bearer token (an account's, the orchestrator's or a host's).
+    #[arg(long, env = "FLOWLOG_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Seconds a call keeps trying the addresses (round after round) while none serves, e.g. during a fail-over.
+    #[arg(long, value_name = "SECS", default_value_t = 20)]
+    pub failover_timeout: u64,
+}
+
+impl Connection {
+    /// A fail-over client of these endpoints with this token.
+    pub fn client(&self) -> anyhow::Result<ControlClient> {
+        Ok(ControlClient::new(&self.control, self.token.as_deref())?
+            .with_patience(std::time::Duration::from_secs(self.failover_timeout)))
+    }
 }
 
 /// Control-plane subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum ControlCommand {
-    /// Register (or update) an ENI on a host.
+    /// Register (or update: attach, move) an ENI on a host.
     RegisterEni(RegisterEniArgs),
     /// Register every ENI of an ENI file (`[[eni]]` tables) on one host.
     ImportEnis(ImportEnisArgs),
@@ -46,21 +67,41 @@ pub enum ControlCommand {
     DeregisterEni(DeregisterEniArgs),
     /// List ENIs.
     ListEnis(ListEnisArgs),
+    /// Create a VPC owned by an account.
+    CreateVpc(CreateVpcArgs),
+    /// Delete a VPC (it must have no vSwitch).
+    DeleteVpc(DeleteVpcArgs),
+    /// List VPCs.
+    ListVpcs(ListVpcsArgs),
+    /// Create a vSwitch in a VPC.
+    CreateVswitch(CreateVSwitchArgs),
+    /// Delete a vSwitch (it must have no ENI).
+    DeleteVswitch(DeleteVSwitchArgs),
+    /// List vSwitches.
+    ListVswitches(ListVSwitchesArgs),
     /// Create a flow log on an ENI, a vSwitch or a VPC; prints its FlowLogId.
     CreateFlowLog(CreateFlowLogArgs),
     /// List flow logs matching filters, a page at a time.
     DescribeFlowLogs(DescribeFlowLogsArgs),
+    /// Change a flow log's name, description or aggregation interval.
+    ModifyFlowLog(ModifyFlowLogArgs),
+    /// Restart an Inactive flow log.
+    ActiveFlowLog(FlowLogIdArgs),
+    /// Stop an Active flow log (Inactive: capture stops).
+    DeactiveFlowLog(FlowLogIdArgs),
     /// Delete a flow log.
-    DeleteFlowLog(DeleteFlowLogArgs),
+    DeleteFlowLog(FlowLogIdArgs),
     /// Follow a host's capture set: one JSON line per version.
     Watch(WatchArgs),
+    /// Acknowledge that a host applied a capture-set version (what a host's plugin does after each set).
+    AckCaptureSet(AckArgs),
 }
 
 /// `register-eni`.
 #[derive(Debug, Clone, Args)]
 pub struct RegisterEniArgs {
     #[command(flatten)]
-    pub addr: ControlAddr,
+    pub connection: Connection,
     /// `eni-...` id.
     #[arg(long)]
     pub eni_id: String,
@@ -88,7 +129,7 @@ pub struct RegisterEniArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ImportEnisArgs {
     #[command(flatten)]
-    pub addr: ControlAddr,
+    pub connection: Connection,
     /// ENI file: TOML `[[eni]]` tables with id, mac, vm-id, vswitch-id, vpc-id, account-id.
     #[arg(long)]
     pub file: PathBuf,
@@ -101,7 +142,7 @@ pub struct ImportEnisArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DeregisterEniArgs {
     #[command(flatten)]
-    pub addr: ControlAddr,
+    pub connection: Connection,
     /// `eni-...` id.
     #[arg(long)]
     pub eni_id: String,
@@ -111,10 +152,85 @@ pub struct DeregisterEniArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ListEnisArgs {
     #[command(flatten)]
-    pub addr: ControlAddr,
+    pub connection: Connection,
     /// Only ENIs on this host.
     #[arg(long)]
     pub host: Option<String>,
+    /// Only ENIs in this VPC.
+    #[arg(long)]
+    pub vpc_id: Option<String>,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `create-vpc`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateVpcArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// VPC id.
+    #[arg(long)]
+    pub vpc_id: String,
+    /// Owning account.
+    #[arg(long)]
+    pub account_id: String,
+}
+
+/// `delete-vpc`.
+#[derive(Debug, Clone, Args)]
+pub struct DeleteVpcArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// VPC id.
+    #[arg(long)]
+    pub vpc_id: String,
+}
+
+/// `list-vpcs`.
+#[derive(Debug, Clone, Args)]
+pub struct ListVpcsArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `create-vswitch`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateVSwitchArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// vSwitch id.
+    #[arg(long)]
+    pub vswitch_id: String,
+    /// Its VPC.
+    #[arg(long)]
+    pub vpc_id: String,
+    /// Owning account (the VPC's).
+    #[arg(long)]
+    pub account_id: String,
+}
+
+/// `delete-vswitch`.
+#[derive(Debug, Clone, Args)]
+pub struct DeleteVSwitchArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// vSwitch id.
+    #[arg(long)]
+    pub vswitch_id: String,
+}
+
+/// `list-vswitches`.
+#[derive(Debug, Clone, Args)]
+pub struct ListVSwitchesArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// Only vSwitches of this VPC.
+    #[arg(long)]
+    pub vpc_id: Option<String>,
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -152,7 +268,7 @@ pub enum TrafficTypeArg {
 #[derive(Debug, Clone, Args)]
 pub struct CreateFlowLogArgs {
     #[command(flatten)]
-    pub addr: ControlAddr,
+    pub connection: Connection,
     /// What the flow log is attached to.
     #[arg(long, value_enum)]
     pub resource_type: ResourceTypeArg,
@@ -177,9 +293,10 @@ pub struct CreateFlowLogArgs {
     /// Description.
     #[arg(long, default_value = "")]
     pub description: String,
-    /// Idempotency token: a retry with the same token returns the same FlowLogId.
-    #[arg(long, default_value = "")]
-    pub client_token: String,
+    /// Idempotency token: a retry with the same token returns the same FlowLogId (default: a random one, so that
+    /// the command's own retries are safe).
+    #[arg(long)]
+    pub client_token: Option<String>,
     /// Region (default: the controller's).
     #[arg(long, default_value = "")]
     pub region: String,
@@ -189,7 +306,7 @@ pub struct CreateFlowLogArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DescribeFlowLogsArgs {
     #[command(flatten)]
-    pub addr: ControlAddr,
+    pub connection: Connection,
     /// Only this flow log.
     #[arg(long, default_value = "")]
     pub flow_log_id: String,
@@ -228,11 +345,33 @@ pub struct DescribeFlowLogsArgs {
     pub json: bool,
 }
 
-/// `delete-flow-log`.
+/// `modify-flow-log`.
 #[derive(Debug, Clone, Args)]
-pub struct DeleteFlowLogArgs {
+pub struct ModifyFlowLogArgs {
     #[command(flatten)]
-    pub addr: ControlAddr,
+    pub connection: Connection,
+    /// The flow log.
+    #[arg(long)]
+    pub flow_log_id: String,
+    /// New name (empty clears it).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// New description (empty clears it).
+    #[arg(long)]
+    pub description: Option<String>,
+    /// New capture window in minutes: 1, 5 or 10.
+    #[arg(long)]
+    pub interval: Option<u32>,
+    /// Region (default: the controller's).
+    #[arg(long, default_value = "")]
+    pub region: String,
+}
+
+/// `active-flow-log`, `deactive-flow-log`, `delete-flow-log`.
+#[derive(Debug, Clone, Args)]
+pub struct FlowLogIdArgs {
+    #[command(flatten)]
+    pub connection: Connection,
     /// The flow log.
     #[arg(long)]
     pub flow_log_id: String,
@@ -245,13 +384,35 @@ pub struct DeleteFlowLogArgs {
 #[derive(Debug, Clone, Args)]
 pub struct WatchArgs {
     #[command(flatten)]
-    pub addr: ControlAddr,
+    pub connection: Connection,
     /// Host whose capture set to follow.
     #[arg(long)]
     pub host: String,
     /// Stop after this many capture sets (default: follow until the server ends the stream).
     #[arg(long)]
     pub count: Option<u64>,
+    /// Acknowledge each capture set once printed, as the host's plugin would (also after each reconnection).
+    #[arg(long)]
+    pub ack: bool,
+    /// Reconnect (to the next address) when the stream ends or fails, resuming from the last version received.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+/// `ack-capture-set`.
+#[derive(Debug, Clone, Args)]
+pub struct AckArgs {
+    #[command(flatten)]
+    pub connection: Connection,
+    /// The host that applied the capture set.
+    #[arg(long)]
+    pub host: String,
+    /// The capture set's state id.
+    #[arg(long)]
+    pub state_id: String,
+    /// The capture set's version.
+    #[arg(long)]
+    pub version: u64,
 }
 
 /// Runs a control-plane subcommand, printing to stdout.
@@ -277,10 +438,14 @@ pub async fn run_with_output(
                 host: args.host,
             };
             let eni_id = eni.eni_id.clone();
-            connect(&args.addr)
-                .await?
-                .register_network_interface(pb::RegisterNetworkInterfaceRequest {
-                    network_interface: Some(eni),
+            let request = pb::RegisterNetworkInterfaceRequest {
+                network_interface: Some(eni),
+            };
+            args.connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.register_network_interface(request).await }
                 })
                 .await
                 .map_err(|status| refused("register-eni", status))?;
@@ -288,11 +453,15 @@ pub async fn run_with_output(
         }
         ControlCommand::ImportEnis(args) => {
             let enis = read_eni_file(&args.file, &args.host)?;
-            let mut client = connect(&args.addr).await?;
+            let mut client = args.connection.client()?;
             for (index, eni) in enis.iter().enumerate() {
+                let request = pb::RegisterNetworkInterfaceRequest {
+                    network_interface: Some(crate::service::eni_to_pb(eni)),
+                };
                 client
-                    .register_network_interface(pb::RegisterNetworkInterfaceRequest {
-                        network_interface: Some(crate::service::eni_to_pb(eni)),
+                    .call(|mut c| {
+                        let request = request.clone();
+                        async move { c.register_network_interface(request).await }
                     })
                     .await
                     .map_err(|status| {
@@ -313,24 +482,33 @@ pub async fn run_with_output(
             )?;
         }
         ControlCommand::DeregisterEni(args) => {
-            connect(&args.addr)
-                .await?
-                .deregister_network_interface(pb::DeregisterNetworkInterfaceRequest {
-                    eni_id: args.eni_id.clone(),
+            let request = pb::DeregisterNetworkInterfaceRequest {
+                eni_id: args.eni_id.clone(),
+            };
+            args.connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.deregister_network_interface(request).await }
                 })
                 .await
                 .map_err(|status| refused("deregister-eni", status))?;
             writeln!(out, "deregistered {}", args.eni_id)?;
         }
         ControlCommand::ListEnis(args) => {
-            let enis = connect(&args.addr)
-                .await?
-                .list_network_interfaces(pb::ListNetworkInterfacesRequest {
-                    host: args.host.unwrap_or_default(),
+            let request = pb::ListNetworkInterfacesRequest {
+                host: args.host.unwrap_or_default(),
+                vpc_id: args.vpc_id.unwrap_or_default(),
+            };
+            let enis = args
+                .connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.list_network_interfaces(request).await }
                 })
                 .await
                 .map_err(|status| refused("list-enis", status))?
-                .into_inner()
                 .network_interfaces;
             if args.json {
                 let list: Vec<_> = enis.iter().map(eni_json).collect();
@@ -357,47 +535,199 @@ pub async fn run_with_output(
                 )?;
             }
         }
+        ControlCommand::CreateVpc(args) => {
+            let request = pb::CreateVpcRequest {
+                vpc: Some(pb::Vpc {
+                    vpc_id: args.vpc_id.clone(),
+                    account_id: args.account_id,
+                    creation_time: 0,
+                }),
+            };
+            args.connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.create_vpc(request).await }
+                })
+                .await
+                .map_err(|status| refused("create-vpc", status))?;
+            writeln!(out, "created {}", args.vpc_id)?;
+        }
+        ControlCommand::DeleteVpc(args) => {
+            let request = pb::DeleteVpcRequest {
+                vpc_id: args.vpc_id.clone(),
+            };
+            args.connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.delete_vpc(request).await }
+                })
+                .await
+                .map_err(|status| refused("delete-vpc", status))?;
+            writeln!(out, "deleted {}", args.vpc_id)?;
+        }
+        ControlCommand::ListVpcs(args) => {
+            let vpcs = args
+                .connection
+                .client()?
+                .call(|mut c| async move { c.list_vpcs(pb::ListVpcsRequest {}).await })
+                .await
+                .map_err(|status| refused("list-vpcs", status))?
+                .vpcs;
+            if args.json {
+                let list: Vec<_> = vpcs
+                    .iter()
+                    .map(|v| {
+                        json!({
+                            "vpc-id": v.vpc_id,
+                            "account-id": v.account_id,
+                            "creation-time": v.creation_time,
+                        })
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+            } else {
+                let rows = vpcs
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.vpc_id.clone(),
+                            v.account_id.clone(),
+                            v.creation_time.to_string(),
+                        ]
+                    })
+                    .collect();
+                write_table(out, &["VPC", "ACCOUNT", "CREATED"], rows)?;
+            }
+        }
+        ControlCommand::CreateVswitch(args) => {
+            let request = pb::CreateVSwitchRequest {
+                vswitch: Some(pb::VSwitch {
+                    vswitch_id: args.vswitch_id.clone(),
+                    vpc_id: args.vpc_id,
+                    account_id: args.account_id,
+                    creation_time: 0,
+                }),
+            };
+            args.connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.create_v_switch(request).await }
+                })
+                .await
+                .map_err(|status| refused("create-vswitch", status))?;
+            writeln!(out, "created {}", args.vswitch_id)?;
+        }
+        ControlCommand::DeleteVswitch(args) => {
+            let request = pb::DeleteVSwitchRequest {
+                vswitch_id: args.vswitch_id.clone(),
+            };
+            args.connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.delete_v_switch(request).await }
+                })
+                .await
+                .map_err(|status| refused("delete-vswitch", status))?;
+            writeln!(out, "deleted {}", args.vswitch_id)?;
+        }
+        ControlCommand::ListVswitches(args) => {
+            let request = pb::ListVSwitchesRequest {
+                vpc_id: args.vpc_id.unwrap_or_default(),
+            };
+            let vswitches = args
+                .connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.list_v_switches(request).await }
+                })
+                .await
+                .map_err(|status| refused("list-vswitches", status))?
+                .vswitches;
+            if args.json {
+                let list: Vec<_> = vswitches
+                    .iter()
+                    .map(|v| {
+                        json!({
+                            "vswitch-id": v.vswitch_id,
+                            "vpc-id": v.vpc_id,
+                            "account-id": v.account_id,
+                            "creation-time": v.creation_time,
+                        })
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?;
+            } else {
+                let rows = vswitches
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.vswitch_id.clone(),
+                            v.vpc_id.clone(),
+                            v.account_id.clone(),
+                            v.creation_time.to_string(),
+                        ]
+                    })
+                    .collect();
+                write_table(out, &["VSWITCH", "VPC", "ACCOUNT", "CREATED"], rows)?;
+            }
+        }
         ControlCommand::CreateFlowLog(args) => {
-            let response = connect(&args.addr)
-                .await?
-                .create_flow_log(pb::CreateFlowLogRequest {
-                    region_id: args.region,
-                    resource_type: resource_type_pb(args.resource_type).into(),
-                    resource_id: args.resource_id,
-                    traffic_type: traffic_type_pb(args.traffic_type).into(),
-                    project_name: args.project,
-                    logstore_name: args.logstore,
-                    flow_log_name: args.name,
-                    description: args.description,
-                    aggregation_interval: args.interval,
-                    client_token: args.client_token,
+            let request = pb::CreateFlowLogRequest {
+                region_id: args.region,
+                resource_type: resource_type_pb(args.resource_type).into(),
+                resource_id: args.resource_id,
+                traffic_type: traffic_type_pb(args.traffic_type).into(),
+                project_name: args.project,
+                logstore_name: args.logstore,
+                flow_log_name: args.name,
+                description: args.description,
+                aggregation_interval: args.interval,
+                client_token: args
+                    .client_token
+                    .unwrap_or_else(|| crate::service::random_id("cli-")),
+            };
+            let response = args
+                .connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.create_flow_log(request).await }
                 })
                 .await
                 .map_err(|status| refused("create-flow-log", status))?;
-            writeln!(out, "{}", response.into_inner().flow_log_id)?;
+            writeln!(out, "{}", response.flow_log_id)?;
         }
         ControlCommand::DescribeFlowLogs(args) => {
-            let page = connect(&args.addr)
-                .await?
-                .describe_flow_logs(pb::DescribeFlowLogsRequest {
-                    region_id: args.region,
-                    flow_log_id: args.flow_log_id,
-                    flow_log_name: args.name,
-                    resource_type: args
-                        .resource_type
-                        .map_or(pb::ResourceType::Unspecified, resource_type_pb)
-                        .into(),
-                    resource_id: args.resource_id,
-                    vpc_id: args.vpc_id,
-                    project_name: args.project,
-                    logstore_name: args.logstore,
-                    status: args.status,
-                    page_number: args.page,
-                    page_size: args.page_size,
+            let request = pb::DescribeFlowLogsRequest {
+                region_id: args.region,
+                flow_log_id: args.flow_log_id,
+                flow_log_name: args.name,
+                resource_type: args
+                    .resource_type
+                    .map_or(pb::ResourceType::Unspecified, resource_type_pb)
+                    .into(),
+                resource_id: args.resource_id,
+                vpc_id: args.vpc_id,
+                project_name: args.project,
+                logstore_name: args.logstore,
+                status: args.status,
+                page_number: args.page,
+                page_size: args.page_size,
+            };
+            let page = args
+                .connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.describe_flow_logs(request).await }
                 })
                 .await
-                .map_err(|status| refused("describe-flow-logs", status))?
-                .into_inner();
+                .map_err(|status| refused("describe-flow-logs", status))?;
             if args.json {
                 let document = json!({
                     "total-count": page.total_count,
@@ -440,60 +770,174 @@ pub async fn run_with_output(
                 )?;
             }
         }
+        ControlCommand::ModifyFlowLog(args) => {
+            let request = pb::ModifyFlowLogAttributeRequest {
+                region_id: args.region,
+                flow_log_id: args.flow_log_id.clone(),
+                flow_log_name: args.name,
+                description: args.description,
+                aggregation_interval: args.interval.unwrap_or(0),
+            };
+            if args.interval == Some(0) {
+                bail!("modify-flow-log: --interval must be 1, 5 or 10");
+            }
+            args.connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.modify_flow_log_attribute(request).await }
+                })
+                .await
+                .map_err(|status| refused("modify-flow-log", status))?;
+            writeln!(out, "modified {}", args.flow_log_id)?;
+        }
+        ControlCommand::ActiveFlowLog(args) => {
+            let request = pb::ActiveFlowLogRequest {
+                region_id: args.region,
+                flow_log_id: args.flow_log_id.clone(),
+            };
+            args.connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.active_flow_log(request).await }
+                })
+                .await
+                .map_err(|status| refused("active-flow-log", status))?;
+            writeln!(out, "activating {}", args.flow_log_id)?;
+        }
+        ControlCommand::DeactiveFlowLog(args) => {
+            let request = pb::DeactiveFlowLogRequest {
+                region_id: args.region,
+                flow_log_id: args.flow_log_id.clone(),
+            };
+            args.connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.deactive_flow_log(request).await }
+                })
+                .await
+                .map_err(|status| refused("deactive-flow-log", status))?;
+            writeln!(out, "deactivated {}", args.flow_log_id)?;
+        }
         ControlCommand::DeleteFlowLog(args) => {
-            connect(&args.addr)
-                .await?
-                .delete_flow_log(pb::DeleteFlowLogRequest {
-                    region_id: args.region,
-                    flow_log_id: args.flow_log_id.clone(),
+            let request = pb::DeleteFlowLogRequest {
+                region_id: args.region,
+                flow_log_id: args.flow_log_id.clone(),
+            };
+            args.connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.delete_flow_log(request).await }
                 })
                 .await
                 .map_err(|status| refused("delete-flow-log", status))?;
             writeln!(out, "deleted {}", args.flow_log_id)?;
         }
-        ControlCommand::Watch(args) => {
-            let mut stream = connect(&args.addr)
-                .await?
-                .watch_capture_set(pb::WatchCaptureSetRequest {
-                    host: args.host.clone(),
+        ControlCommand::Watch(args) => watch(args, out).await?,
+        ControlCommand::AckCaptureSet(args) => {
+            let request = pb::AckCaptureSetRequest {
+                host: args.host,
+                state_id: args.state_id,
+                version: args.version,
+            };
+            let response = args
+                .connection
+                .client()?
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.ack_capture_set(request).await }
                 })
                 .await
-                .map_err(|status| refused("watch", status))?
-                .into_inner();
-            let mut received = 0u64;
-            while args.count.is_none_or(|count| received < count) {
-                let Some(set) = stream
-                    .message()
-                    .await
-                    .map_err(|status| refused("watch", status))?
-                else {
-                    break;
-                };
-                writeln!(out, "{}", serde_json::to_string(&capture_set_json(&set))?)?;
-                out.flush()?;
-                received += 1;
-            }
+                .map_err(|status| refused("ack-capture-set", status))?;
+            writeln!(
+                out,
+                "{}",
+                if response.accepted {
+                    "accepted"
+                } else {
+                    "ignored: the state id is not the controller's current one"
+                }
+            )?;
         }
     }
     out.flush()?;
     Ok(())
 }
 
-/// Connects to the control plane at `addr` (5 s connect timeout).
-pub async fn connect(addr: &ControlAddr) -> anyhow::Result<ControlClient<Channel>> {
-    let uri = if addr.control.contains("://") {
-        addr.control.clone()
-    } else {
-        format!("http://{}", addr.control)
+/// `watch`: prints each capture set; with `--follow`, reconnects and resumes; with `--ack`, acknowledges.
+async fn watch(args: WatchArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let mut client = args.connection.client()?;
+    let mut known: Option<(String, u64)> = None;
+    let mut received = 0u64;
+    loop {
+        let request = pb::WatchCaptureSetRequest {
+            host: args.host.clone(),
+            state_id: known.as_ref().map(|k| k.0.clone()).unwrap_or_default(),
+            known_version: known.as_ref().map_or(0, |k| k.1),
+        };
+        let mut stream = client
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.watch_capture_set(request).await }
+            })
+            .await
+            .map_err(|status| refused("watch", status))?;
+        // A resumed watch sends nothing until the next change: acknowledge what we have to this replica now.
+        if args.ack
+            && let Some((state_id, version)) = &known
+        {
+            acknowledge(&mut client, &args.host, state_id, *version).await?;
+        }
+        let ended = loop {
+            if args.count.is_some_and(|count| received >= count) {
+                return Ok(());
+            }
+            match stream.message().await {
+                Ok(Some(set)) => {
+                    writeln!(out, "{}", serde_json::to_string(&capture_set_json(&set))?)?;
+                    out.flush()?;
+                    received += 1;
+                    if args.ack {
+                        acknowledge(&mut client, &args.host, &set.state_id, set.version).await?;
+                    }
+                    known = Some((set.state_id, set.version));
+                }
+                Ok(None) => break None,
+                Err(status) => break Some(status),
+            }
+        };
+        match ended {
+            Some(status) if !(args.follow && fails_over(&status)) => {
+                return Err(refused("watch", status));
+            }
+            None if !args.follow => return Ok(()),
+            _ => tracing::info!("watch stream ended; reconnecting"),
+        }
+    }
+}
+
+async fn acknowledge(
+    client: &mut ControlClient,
+    host: &str,
+    state_id: &str,
+    version: u64,
+) -> anyhow::Result<()> {
+    let request = pb::AckCaptureSetRequest {
+        host: host.to_owned(),
+        state_id: state_id.to_owned(),
+        version,
     };
-    let channel = Endpoint::from_shared(uri.clone())
-        .with_context(|| format!("invalid control address {:?}", addr.control))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect()
+    client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.ack_capture_set(request).await }
+        })
         .await
-        .with_context(|| format!("cannot connect to flowlog-control at {uri}"))?;
-    Ok(ControlClient::new(channel))
+        .map_err(|status| refused("ack-capture-set", status))?;
+    Ok(())
 }
 
 /// Reads an ENI file (`[[eni]]` tables) and validates every entry, placing each ENI on `host`.
@@ -623,12 +1067,15 @@ fn flow_log_json(fl: &pb::FlowLog) -> serde_json::Value {
         "aggregation-interval": fl.aggregation_interval,
         "status": fl.status,
         "creation-time": fl.creation_time,
+        "account-id": fl.account_id,
+        "vpc-id": fl.vpc_id,
     })
 }
 
 fn capture_set_json(set: &pb::CaptureSet) -> serde_json::Value {
     json!({
         "version": set.version,
+        "state-id": set.state_id,
         "region-id": set.region_id,
         "interfaces": set.interfaces.iter().map(|captured| json!({
             "network-interface": captured.network_interface.as_ref().map(eni_json),
@@ -711,13 +1158,16 @@ mod tests {
         assert_eq!(args.resource_type, ResourceTypeArg::Vpc);
         assert_eq!(args.traffic_type, TrafficTypeArg::Drop);
         assert_eq!(args.interval, 1);
-        assert_eq!(args.addr.control, "127.0.0.1:9");
+        assert_eq!(args.connection.control, vec!["127.0.0.1:9".to_owned()]);
 
         let cli = Cli::try_parse_from(["flowlog", "list-enis"]).unwrap();
         let ControlCommand::ListEnis(args) = cli.command else {
             panic!("wrong subcommand");
         };
-        assert_eq!(args.addr.control, "http://127.0.0.1:7100");
+        assert_eq!(
+            args.connection.control,
+            vec!["http://127.0.0.1:7100".to_owned()]
+        );
         for resource_type in ["NetworkInterface", "VSwitch", "vswitch", "eni"] {
             Cli::try_parse_from([
                 "flowlog",

@@ -1,10 +1,12 @@
-//! Running the control service: load (or create) the state file, bind the listener, serve gRPC until a shutdown
-//! signal, then end every watch stream and return.
+//! Running the controller: open the store (an embedded database file, or etcd shared with other replicas), bind the
+//! listener, serve gRPC until a shutdown signal, then end every watch stream and return.
 //!
 //! # Guarantees
-//! - [`Server::bind`] fails, without serving, when the state file is corrupt, belongs to another region, or cannot
-//!   be written (it writes the initial snapshot of a fresh state at once, so a bad path is found at start, not at
-//!   the first change).
+//! - Embedded store: [`Server::bind`] fails, without serving, when the database cannot be opened (missing
+//!   directory, another controller has it open, not a database), holds another region's state, or is
+//!   inconsistent; a fresh database gets its first records at once, so a bad path is found at start.
+//! - etcd: [`Server::bind`] serves at once; the replica answers `NotLeader` until it is elected. A stored state of
+//!   another region stops the server with an error.
 //! - [`Server::local_addr`] is the bound address, so `127.0.0.1:0` works.
 
 use std::future::Future;
@@ -18,19 +20,38 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::persist::{self, PersistError};
-use crate::service::ControlService;
-use crate::state::{State, StateError};
+use crate::core::{Core, CoreConfig};
+use crate::ha::{self, EtcdConfig, HaError, LoadFailure};
+use crate::service::{ControlService, ServiceConfig};
+use crate::state::{StateError, check_region_id};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{Store, StoreError};
+
+/// Where the state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// A redb database file, created when missing.
+    Embedded {
+        /// The file.
+        path: PathBuf,
+    },
+    /// etcd, shared by replicas.
+    Etcd(EtcdConfig),
+}
 
 /// How the server runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to listen on (port 0 = any free port).
     pub listen: SocketAddr,
-    /// The state file (JSON snapshot), created when missing.
-    pub state_file: PathBuf,
     /// The region served, e.g. `cn-hangzhou`.
     pub region_id: String,
+    /// Where the state lives.
+    pub store: StoreConfig,
+    /// Access policy and quota.
+    pub service: ServiceConfig,
+    /// How long a host that stopped watching still counts as alive (holds up Activating / Deleting flow logs).
+    pub host_timeout: Duration,
 }
 
 /// An error starting or running the server.
@@ -39,9 +60,15 @@ pub enum ServerError {
     /// The region id is not valid.
     #[error("invalid region: {0}")]
     Region(#[source] StateError),
-    /// The state file could not be loaded or written.
+    /// The embedded store could not be opened.
     #[error(transparent)]
-    State(#[from] PersistError),
+    Store(#[from] StoreError),
+    /// The stored state could not be loaded.
+    #[error("cannot load the state: {0}")]
+    Load(#[from] LoadFailure),
+    /// The replica cannot serve its etcd state.
+    #[error(transparent)]
+    Replica(#[from] HaError),
     /// The listen address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -61,27 +88,34 @@ pub struct Server {
     local_addr: SocketAddr,
     service: ControlService,
     shutdown: watch::Sender<bool>,
+    replica: Option<(EtcdConfig, String, CoreConfig)>,
 }
 
 impl Server {
-    /// Loads the state (an empty one, stored at once, if the file does not exist) and binds the listener.
-    pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
-        let state = match persist::load(&config.state_file, &config.region_id)? {
-            Some(state) => {
+    /// Opens the store, loads (or creates) the state, and binds the listener.
+    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        check_region_id(&config.region_id).map_err(ServerError::Region)?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let service = ControlService::new(config.service, shutdown_rx);
+        let core_config = CoreConfig {
+            host_timeout: config.host_timeout,
+        };
+        let replica = match config.store {
+            StoreConfig::Embedded { path } => {
+                let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&path))
+                    .await
+                    .map_err(|e| StoreError::Task(e.to_string()))??;
+                let store = Store::Embedded(store);
+                let state = ha::load_or_create(&store, &config.region_id).await?;
                 tracing::info!(
-                    path = %config.state_file.display(),
                     version = state.version(),
-                    "loaded state"
+                    state_id = state.state_id(),
+                    "state loaded"
                 );
-                state
+                service.install(Core::start(state, store, core_config));
+                None
             }
-            None => {
-                let state = State::new(&config.region_id).map_err(ServerError::Region)?;
-                let bytes = persist::encode(&config.state_file, &state)?;
-                persist::store(&config.state_file, &bytes)?;
-                tracing::info!(path = %config.state_file.display(), "created a new state file");
-                state
-            }
+            StoreConfig::Etcd(etcd) => Some((etcd, config.region_id.clone(), core_config)),
         };
         let listener =
             TcpListener::bind(config.listen)
@@ -94,13 +128,12 @@ impl Server {
             address: config.listen,
             source,
         })?;
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let service = ControlService::new(state, config.state_file, shutdown_rx);
         Ok(Server {
             listener,
             local_addr,
             service,
             shutdown,
+            replica,
         })
     }
 
@@ -121,8 +154,18 @@ impl Server {
             local_addr,
             service,
             shutdown,
+            replica,
         } = self;
         tracing::info!(%local_addr, "serving flowlog.v1.Control");
+        let replica_task = replica.map(|(etcd, region_id, core_config)| {
+            tokio::spawn(ha::run(
+                etcd,
+                region_id,
+                service.clone(),
+                core_config,
+                shutdown.subscribe(),
+            ))
+        });
         let incoming = TcpListenerStream::new(listener).map(|stream| {
             if let Ok(stream) = &stream {
                 // Capture-set updates are small writes that must not wait for Nagle's algorithm.
@@ -132,17 +175,46 @@ impl Server {
             }
             stream
         });
-        tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        let ending = shutdown.clone();
+        let mut stopped = shutdown.subscribe();
+        let grpc = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(ControlServer::new(service))
+            .add_service(ControlServer::new(service.clone()))
             .serve_with_incoming_shutdown(incoming, async move {
-                signal.await;
+                tokio::select! {
+                    () = signal => {}
+                    // The replica failed for good: stop serving too.
+                    _ = stopped.wait_for(|stop| *stop) => {}
+                }
                 tracing::info!("shutting down: ending watch streams");
-                shutdown.send_replace(true);
-            })
-            .await?;
+                ending.send_replace(true);
+            });
+        let result = match replica_task {
+            None => grpc.await.map_err(ServerError::from),
+            Some(mut task) => {
+                tokio::pin!(grpc);
+                tokio::select! {
+                    served = &mut grpc => {
+                        // Let the replica resign before returning.
+                        shutdown.send_replace(true);
+                        if let Ok(Err(error)) = task.await {
+                            tracing::warn!(%error, "the replica failed while stopping");
+                        }
+                        served.map_err(ServerError::from)
+                    }
+                    replica = &mut task => {
+                        shutdown.send_replace(true);
+                        match replica {
+                            Ok(Err(error)) => Err(ServerError::Replica(error)),
+                            _ => grpc.await.map_err(ServerError::from),
+                        }
+                    }
+                }
+            }
+        };
+        service.retire();
         tracing::info!("stopped");
-        Ok(())
+        result
     }
 }

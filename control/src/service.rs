@@ -1,23 +1,20 @@
-//! The gRPC `flowlog.v1.Control` service: converts wire messages to [`crate::state`] inputs, serialises mutations,
-//! persists each new state before publishing it, and streams capture sets to watching hosts.
+//! The gRPC `flowlog.v1.Control` service: authenticates each call, checks the caller's role, converts wire messages
+//! to [`crate::state`] inputs, and runs them on the current serving term ([`crate::core::Core`]).
 //!
-//! # Design
-//! The current state is an `Arc<State>` behind a lock held only to swap or clone the `Arc`: readers never wait on
-//! the disk. Mutations run one at a time (an async mutex) in a task of their own, so a client that hangs up
-//! mid-call cannot leave a snapshot written but not published: each clones the state, applies the change, stores
-//! the snapshot (tmp + fsync + rename + fsync dir), then publishes the new `Arc` and its version on a
-//! `tokio::sync::watch` channel. A watcher wakes on every version, compares its host's capture-set version with the
-//! last one it sent, and sends a full snapshot only when it changed; it builds the next message only when the
-//! client has taken the previous one, so a slow watcher skips intermediate versions instead of blocking anyone.
+//! # Roles
+//! - Admin (the orchestrator): every call.
+//! - Account (a tenant): flow-log calls on its own account's flow logs and resources; listing its own inventory.
+//! - Host (a plugin): WatchCaptureSet and AckCaptureSet of its own host only.
 //!
 //! # Guarantees
-//! - A mutation is acknowledged only after its snapshot is on disk; a failed write leaves state and file unchanged
-//!   and returns `INTERNAL`.
-//! - Errors are statuses whose message is `"<StableCode>: <human message>"`, with codes `INVALID_ARGUMENT`,
-//!   `NOT_FOUND`, `ALREADY_EXISTS` or `INTERNAL`.
-//! - Every watch stream ends when the server shuts down.
+//! - Errors are statuses whose message is `"<StableCode>: <human message>"`: `UNAUTHENTICATED`
+//!   (`Unauthenticated.*`), `PERMISSION_DENIED` (`Forbidden.Role`, `Forbidden.Host`, `Forbidden.Account`,
+//!   `Forbidden.Project`), `INVALID_ARGUMENT`, `NOT_FOUND`, `ALREADY_EXISTS`, `FAILED_PRECONDITION`
+//!   (`IncorrectStatus.FlowLog`, `DependencyViolation.*`), `RESOURCE_EXHAUSTED` (`QuotaExceeded.FlowLog`),
+//!   `UNAVAILABLE` (`NotLeader`: this replica does not serve now; try the next endpoint) or `INTERNAL`.
+//! - A change is acknowledged only once durable; a watch stream ends when the term that serves it ends (fail-over,
+//!   shutdown), so the host reconnects to whichever replica serves.
 
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,17 +22,31 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use flowlog_proto::v1 as pb;
 use futures_util::Stream;
 use parking_lot::RwLock;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::persist::{self, PersistError};
+use crate::auth::{Access, AuthError, Principal};
+use crate::core::{Core, CoreError};
 use crate::state::{
-    self, CreateFlowLogInput, DescribeFilter, ErrorKind, Field, FlowLog, FlowLogStatus, Mutation,
-    NetworkInterface, NetworkInterfaceInput, ResourceType, State, StateError, TrafficType,
+    self, Caller, CreateFlowLogInput, DescribeFilter, ErrorKind, Field, FlowLog, FlowLogStatus,
+    ModifyFlowLogInput, NetworkInterface, NetworkInterfaceInput, ResourceType, StateError,
+    TrafficType, VSwitch, Vpc,
 };
 
 /// The stream type of `WatchCaptureSet`.
 pub type CaptureSetStream = Pin<Box<dyn Stream<Item = Result<pb::CaptureSet, Status>> + Send>>;
+
+/// Default flow logs per account and region.
+pub const DEFAULT_QUOTA: usize = 10;
+
+/// The service's policy.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Who may call what.
+    pub access: Access,
+    /// Most flow logs (not being deleted) one account may have in the region.
+    pub quota: usize,
+}
 
 /// The control service; cheap to clone (all clones share one state).
 #[derive(Clone)]
@@ -44,66 +55,119 @@ pub struct ControlService {
 }
 
 struct Shared {
-    current: RwLock<Arc<State>>,
-    writer: Mutex<()>,
-    state_file: PathBuf,
-    versions: watch::Sender<u64>,
+    config: ServiceConfig,
+    core: RwLock<Option<Arc<Core>>>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl ControlService {
-    /// A service over `state`, persisting every change to `state_file`; its watch streams end once `shutdown`
-    /// becomes true.
-    pub fn new(state: State, state_file: PathBuf, shutdown: watch::Receiver<bool>) -> Self {
-        let (versions, _) = watch::channel(state.version());
+    /// A service with no serving term yet (every call but authentication fails with `NotLeader` until
+    /// [`ControlService::install`]); its watch streams end once `shutdown` becomes true.
+    pub fn new(config: ServiceConfig, shutdown: watch::Receiver<bool>) -> Self {
         ControlService {
             shared: Arc::new(Shared {
-                current: RwLock::new(Arc::new(state)),
-                writer: Mutex::new(()),
-                state_file,
-                versions,
+                config,
+                core: RwLock::new(None),
                 shutdown,
             }),
         }
     }
 
-    /// The current state.
-    pub fn state(&self) -> Arc<State> {
-        self.shared.current.read().clone()
+    /// Serves from `core` from now on (this replica was elected, or the single controller started).
+    pub fn install(&self, core: Arc<Core>) {
+        *self.shared.core.write() = Some(core);
     }
 
-    /// Applies `change` to a copy of the state in a task of its own, persists the result and publishes it.
+    /// Stops serving (this replica lost its leadership): later calls fail with `NotLeader`.
+    pub fn retire(&self) {
+        if let Some(core) = self.shared.core.write().take() {
+            core.end();
+        }
+    }
+
+    /// The serving term, if any.
+    pub fn core(&self) -> Option<Arc<Core>> {
+        self.shared
+            .core
+            .read()
+            .clone()
+            .filter(|core| !core.has_ended())
+    }
+
+    /// The current state, if this replica serves.
+    pub fn state(&self) -> Option<Arc<state::State>> {
+        self.core().map(|core| core.state())
+    }
+
+    fn serving(&self) -> Result<Arc<Core>, Status> {
+        self.core().ok_or_else(|| {
+            Status::unavailable(
+                "NotLeader: this controller replica is standing by (another replica serves, or an election is \
+                 under way); retry with the next endpoint",
+            )
+        })
+    }
+
+    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        self.shared
+            .config
+            .access
+            .authenticate(request.metadata())
+            .map_err(auth_status)
+    }
+
+    /// The caller of a flow-log call (admin or account).
+    fn flow_log_caller<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        match self.principal(request)? {
+            Principal::Admin { .. } => Ok(Caller::Admin),
+            Principal::Account { id } => Ok(Caller::Account(id)),
+            principal @ Principal::Host { .. } => Err(forbidden_role(&principal, "flow-log calls")),
+        }
+    }
+
+    /// Refuses anyone but the admin.
+    fn admin<T>(&self, request: &Request<T>, what: &str) -> Result<(), Status> {
+        match self.principal(request)? {
+            Principal::Admin { .. } => Ok(()),
+            principal => Err(forbidden_role(&principal, what)),
+        }
+    }
+
+    /// The account filter of a listing: `None` for the admin, the account for a tenant; hosts are refused.
+    fn list_scope<T>(&self, request: &Request<T>) -> Result<Option<String>, Status> {
+        match self.principal(request)? {
+            Principal::Admin { .. } => Ok(None),
+            Principal::Account { id } => Ok(Some(id)),
+            principal @ Principal::Host { .. } => {
+                Err(forbidden_role(&principal, "inventory listings"))
+            }
+        }
+    }
+
+    /// Refuses anyone but the admin and the host itself.
+    fn host_or_admin<T>(&self, request: &Request<T>, host: &str) -> Result<(), Status> {
+        if host.is_empty() {
+            return Err(status_of(StateError::invalid(
+                Field::Host,
+                "must not be empty",
+            )));
+        }
+        match self.principal(request)? {
+            Principal::Admin { .. } => Ok(()),
+            Principal::Host { name } if name == host => Ok(()),
+            Principal::Host { name } => Err(Status::permission_denied(format!(
+                "Forbidden.Host: host {name} may only follow its own capture set, not {host}'s"
+            ))),
+            principal => Err(forbidden_role(&principal, "capture-set calls")),
+        }
+    }
+
     async fn mutate<T, F>(&self, change: F) -> Result<T, Status>
     where
         T: Send + 'static,
-        F: FnOnce(&mut State) -> Result<(T, Mutation), StateError> + Send + 'static,
+        F: FnOnce(&mut state::State) -> Result<(T, state::Mutation), StateError> + Send + 'static,
     {
-        let shared = self.shared.clone();
-        let task = tokio::spawn(async move {
-            let _writer = shared.writer.lock().await;
-            let mut next = State::clone(&shared.current.read());
-            let (value, mutation) = change(&mut next).map_err(status_of)?;
-            if !mutation.changed {
-                return Ok(value);
-            }
-            let path = shared.state_file.clone();
-            let bytes = persist::encode(&path, &next).map_err(persist_status)?;
-            tokio::task::spawn_blocking(move || persist::store(&path, &bytes))
-                .await
-                .map_err(|e| {
-                    Status::internal(format!("InternalError: persisting the state failed: {e}"))
-                })?
-                .map_err(persist_status)?;
-            let version = next.version();
-            *shared.current.write() = Arc::new(next);
-            shared.versions.send_replace(version);
-            if !mutation.hosts.is_empty() {
-                tracing::info!(version, hosts = ?mutation.hosts, "capture sets changed");
-            }
-            Ok(value)
-        });
-        task.await
-            .map_err(|e| Status::internal(format!("InternalError: the mutation failed: {e}")))?
+        self.serving()?.mutate(change).await.map_err(core_status)
     }
 }
 
@@ -113,19 +177,21 @@ impl pb::control_server::Control for ControlService {
         &self,
         request: Request<pb::RegisterNetworkInterfaceRequest>,
     ) -> Result<Response<pb::RegisterNetworkInterfaceResponse>, Status> {
+        self.admin(&request, "inventory changes")?;
         let eni = request
             .into_inner()
             .network_interface
             .ok_or_else(|| {
-                status_of(StateError::InvalidParameter {
-                    field: Field::NetworkInterface,
-                    reason: "the request carries no network interface".into(),
-                })
+                status_of(StateError::invalid(
+                    Field::NetworkInterface,
+                    "the request carries no network interface",
+                ))
             })
             .and_then(|eni| NetworkInterface::new(eni_input(eni)).map_err(status_of))?;
         let eni_id = eni.eni_id.clone();
         let host = eni.host.clone();
-        self.mutate(move |state| Ok(((), state.register_eni(eni)?)))
+        let now = unix_now();
+        self.mutate(move |state| Ok(((), state.register_eni(eni, now)?)))
             .await?;
         tracing::debug!(%eni_id, %host, "registered network interface");
         Ok(Response::new(pb::RegisterNetworkInterfaceResponse {}))
@@ -135,6 +201,7 @@ impl pb::control_server::Control for ControlService {
         &self,
         request: Request<pb::DeregisterNetworkInterfaceRequest>,
     ) -> Result<Response<pb::DeregisterNetworkInterfaceResponse>, Status> {
+        self.admin(&request, "inventory changes")?;
         let eni_id = request.into_inner().eni_id;
         let id = eni_id.clone();
         self.mutate(move |state| Ok(((), state.deregister_eni(&id)?)))
@@ -147,18 +214,129 @@ impl pb::control_server::Control for ControlService {
         &self,
         request: Request<pb::ListNetworkInterfacesRequest>,
     ) -> Result<Response<pb::ListNetworkInterfacesResponse>, Status> {
-        let host = request.into_inner().host;
-        let host = (!host.is_empty()).then_some(host.as_str());
-        let network_interfaces = self.state().list_enis(host).iter().map(eni_to_pb).collect();
+        let account = self.list_scope(&request)?;
+        let request = request.into_inner();
+        let state = self.serving()?.state();
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let (host, vpc_id) = (non_empty(&request.host), non_empty(&request.vpc_id));
+        let network_interfaces = state
+            .list_enis(host.as_deref(), vpc_id.as_deref(), account.as_deref())
+            .iter()
+            .map(eni_to_pb)
+            .collect();
         Ok(Response::new(pb::ListNetworkInterfacesResponse {
             network_interfaces,
         }))
+    }
+
+    async fn create_vpc(
+        &self,
+        request: Request<pb::CreateVpcRequest>,
+    ) -> Result<Response<pb::CreateVpcResponse>, Status> {
+        self.admin(&request, "inventory changes")?;
+        let vpc = request.into_inner().vpc.ok_or_else(|| {
+            status_of(StateError::invalid(
+                Field::Vpc,
+                "the request carries no VPC",
+            ))
+        })?;
+        let vpc = Vpc::new(vpc.vpc_id, vpc.account_id, unix_now()).map_err(status_of)?;
+        self.mutate(move |state| Ok(((), state.create_vpc(vpc)?)))
+            .await?;
+        Ok(Response::new(pb::CreateVpcResponse {}))
+    }
+
+    async fn delete_vpc(
+        &self,
+        request: Request<pb::DeleteVpcRequest>,
+    ) -> Result<Response<pb::DeleteVpcResponse>, Status> {
+        self.admin(&request, "inventory changes")?;
+        let vpc_id = request.into_inner().vpc_id;
+        self.mutate(move |state| Ok(((), state.delete_vpc(&vpc_id)?)))
+            .await?;
+        Ok(Response::new(pb::DeleteVpcResponse {}))
+    }
+
+    async fn list_vpcs(
+        &self,
+        request: Request<pb::ListVpcsRequest>,
+    ) -> Result<Response<pb::ListVpcsResponse>, Status> {
+        let account = self.list_scope(&request)?;
+        let state = self.serving()?.state();
+        let vpcs = state
+            .list_vpcs(account.as_deref())
+            .into_iter()
+            .map(|vpc| pb::Vpc {
+                vpc_id: vpc.vpc_id,
+                account_id: vpc.account_id,
+                creation_time: vpc.creation_time,
+            })
+            .collect();
+        Ok(Response::new(pb::ListVpcsResponse { vpcs }))
+    }
+
+    async fn create_v_switch(
+        &self,
+        request: Request<pb::CreateVSwitchRequest>,
+    ) -> Result<Response<pb::CreateVSwitchResponse>, Status> {
+        self.admin(&request, "inventory changes")?;
+        let vswitch = request.into_inner().vswitch.ok_or_else(|| {
+            status_of(StateError::invalid(
+                Field::VSwitch,
+                "the request carries no vSwitch",
+            ))
+        })?;
+        let vswitch = VSwitch::new(
+            vswitch.vswitch_id,
+            vswitch.vpc_id,
+            vswitch.account_id,
+            unix_now(),
+        )
+        .map_err(status_of)?;
+        self.mutate(move |state| Ok(((), state.create_vswitch(vswitch)?)))
+            .await?;
+        Ok(Response::new(pb::CreateVSwitchResponse {}))
+    }
+
+    async fn delete_v_switch(
+        &self,
+        request: Request<pb::DeleteVSwitchRequest>,
+    ) -> Result<Response<pb::DeleteVSwitchResponse>, Status> {
+        self.admin(&request, "inventory changes")?;
+        let vswitch_id = request.into_inner().vswitch_id;
+        self.mutate(move |state| Ok(((), state.delete_vswitch(&vswitch_id)?)))
+            .await?;
+        Ok(Response::new(pb::DeleteVSwitchResponse {}))
+    }
+
+    async fn list_v_switches(
+        &self,
+        request: Request<pb::ListVSwitchesRequest>,
+    ) -> Result<Response<pb::ListVSwitchesResponse>, Status> {
+        let account = self.list_scope(&request)?;
+        let vpc_id = request.into_inner().vpc_id;
+        let state = self.serving()?.state();
+        let vswitches = state
+            .list_vswitches(
+                (!vpc_id.is_empty()).then_some(vpc_id.as_str()),
+                account.as_deref(),
+            )
+            .into_iter()
+            .map(|vs| pb::VSwitch {
+                vswitch_id: vs.vswitch_id,
+                vpc_id: vs.vpc_id,
+                account_id: vs.account_id,
+                creation_time: vs.creation_time,
+            })
+            .collect();
+        Ok(Response::new(pb::ListVSwitchesResponse { vswitches }))
     }
 
     async fn create_flow_log(
         &self,
         request: Request<pb::CreateFlowLogRequest>,
     ) -> Result<Response<pb::CreateFlowLogResponse>, Status> {
+        let caller = self.flow_log_caller(&request)?;
         let request = request.into_inner();
         let input = CreateFlowLogInput {
             region_id: request.region_id,
@@ -173,8 +351,12 @@ impl pb::control_server::Control for ControlService {
             client_token: request.client_token,
         };
         let now = unix_now();
+        let projects = self.shared.config.access.projects().clone();
+        let quota = self.shared.config.quota;
         let flow_log_id = self
-            .mutate(move |state| state.create_flow_log(input, now, &mut new_flow_log_id))
+            .mutate(move |state| {
+                state.create_flow_log(&caller, &projects, quota, input, now, &mut new_flow_log_id)
+            })
             .await?;
         tracing::info!(%flow_log_id, "flow log created");
         Ok(Response::new(pb::CreateFlowLogResponse { flow_log_id }))
@@ -184,6 +366,7 @@ impl pb::control_server::Control for ControlService {
         &self,
         request: Request<pb::DescribeFlowLogsRequest>,
     ) -> Result<Response<pb::DescribeFlowLogsResponse>, Status> {
+        let caller = self.flow_log_caller(&request)?;
         let request = request.into_inner();
         let status = if request.status.is_empty() {
             None
@@ -204,8 +387,9 @@ impl pb::control_server::Control for ControlService {
             page_size: request.page_size,
         };
         let page = self
+            .serving()?
             .state()
-            .describe_flow_logs(&filter)
+            .describe_flow_logs(&caller, &filter)
             .map_err(status_of)?;
         Ok(Response::new(pb::DescribeFlowLogsResponse {
             flow_logs: page.flow_logs.iter().map(flow_log_to_pb).collect(),
@@ -215,20 +399,77 @@ impl pb::control_server::Control for ControlService {
         }))
     }
 
+    async fn modify_flow_log_attribute(
+        &self,
+        request: Request<pb::ModifyFlowLogAttributeRequest>,
+    ) -> Result<Response<pb::ModifyFlowLogAttributeResponse>, Status> {
+        let caller = self.flow_log_caller(&request)?;
+        let request = request.into_inner();
+        let input = ModifyFlowLogInput {
+            region_id: request.region_id,
+            flow_log_id: request.flow_log_id.clone(),
+            flow_log_name: request.flow_log_name,
+            description: request.description,
+            aggregation_interval: (request.aggregation_interval != 0)
+                .then_some(request.aggregation_interval),
+        };
+        self.mutate(move |state| Ok(((), state.modify_flow_log(&caller, input)?)))
+            .await?;
+        tracing::info!(flow_log_id = %request.flow_log_id, "flow log modified");
+        Ok(Response::new(pb::ModifyFlowLogAttributeResponse {}))
+    }
+
+    async fn active_flow_log(
+        &self,
+        request: Request<pb::ActiveFlowLogRequest>,
+    ) -> Result<Response<pb::ActiveFlowLogResponse>, Status> {
+        let caller = self.flow_log_caller(&request)?;
+        let request = request.into_inner();
+        let id = request.flow_log_id.clone();
+        self.mutate(move |state| {
+            Ok((
+                (),
+                state.activate_flow_log(&caller, &request.region_id, &request.flow_log_id)?,
+            ))
+        })
+        .await?;
+        tracing::info!(flow_log_id = %id, "flow log activated");
+        Ok(Response::new(pb::ActiveFlowLogResponse {}))
+    }
+
+    async fn deactive_flow_log(
+        &self,
+        request: Request<pb::DeactiveFlowLogRequest>,
+    ) -> Result<Response<pb::DeactiveFlowLogResponse>, Status> {
+        let caller = self.flow_log_caller(&request)?;
+        let request = request.into_inner();
+        let id = request.flow_log_id.clone();
+        self.mutate(move |state| {
+            Ok((
+                (),
+                state.deactivate_flow_log(&caller, &request.region_id, &request.flow_log_id)?,
+            ))
+        })
+        .await?;
+        tracing::info!(flow_log_id = %id, "flow log deactivated");
+        Ok(Response::new(pb::DeactiveFlowLogResponse {}))
+    }
+
     async fn delete_flow_log(
         &self,
         request: Request<pb::DeleteFlowLogRequest>,
     ) -> Result<Response<pb::DeleteFlowLogResponse>, Status> {
+        let caller = self.flow_log_caller(&request)?;
         let request = request.into_inner();
-        let flow_log_id = request.flow_log_id.clone();
+        let id = request.flow_log_id.clone();
         self.mutate(move |state| {
             Ok((
                 (),
-                state.delete_flow_log(&request.region_id, &request.flow_log_id)?,
+                state.delete_flow_log(&caller, &request.region_id, &request.flow_log_id)?,
             ))
         })
         .await?;
-        tracing::info!(%flow_log_id, "flow log deleted");
+        tracing::info!(flow_log_id = %id, "flow log deleted");
         Ok(Response::new(pb::DeleteFlowLogResponse {}))
     }
 
@@ -238,68 +479,44 @@ impl pb::control_server::Control for ControlService {
         &self,
         request: Request<pb::WatchCaptureSetRequest>,
     ) -> Result<Response<Self::WatchCaptureSetStream>, Status> {
-        let host = request.into_inner().host;
-        if host.is_empty() {
-            return Err(status_of(StateError::InvalidParameter {
-                field: Field::Host,
-                reason: "must not be empty".into(),
-            }));
-        }
-        tracing::info!(%host, "capture-set watcher connected");
-        let watcher = Watcher {
-            shared: self.shared.clone(),
-            versions: self.shared.versions.subscribe(),
-            shutdown: self.shared.shutdown.clone(),
-            host,
-            last_sent: None,
-        };
-        let stream = futures_util::stream::unfold(watcher, |mut watcher| async move {
-            let set = watcher.next_capture_set().await?;
-            Some((Ok(set), watcher))
-        });
+        let host = request.get_ref().host.clone();
+        self.host_or_admin(&request, &host)?;
+        let request = request.into_inner();
+        let core = self.serving()?;
+        let known =
+            (!request.state_id.is_empty()).then_some((request.state_id, request.known_version));
+        tracing::info!(%host, resuming = known.is_some(), "capture-set watcher connected");
+        let watch = core.watch(host, known);
+        let shutdown = self.shared.shutdown.clone();
+        let stream = futures_util::stream::unfold(
+            (watch, shutdown),
+            |(mut watch, mut shutdown)| async move {
+                if *shutdown.borrow() {
+                    return None;
+                }
+                let set = tokio::select! {
+                    set = watch.next() => set?,
+                    _ = shutdown.wait_for(|stop| *stop) => return None,
+                };
+                Some((Ok(capture_set_to_pb(&set)), (watch, shutdown)))
+            },
+        );
         Ok(Response::new(Box::pin(stream)))
     }
-}
 
-/// One host's watch: the state of its stream between messages.
-struct Watcher {
-    shared: Arc<Shared>,
-    versions: watch::Receiver<u64>,
-    shutdown: watch::Receiver<bool>,
-    host: String,
-    last_sent: Option<u64>,
-}
-
-impl Watcher {
-    /// The host's next capture set: at once on the first call, then when its version changes; `None` at shutdown.
-    async fn next_capture_set(&mut self) -> Option<pb::CaptureSet> {
-        loop {
-            if *self.shutdown.borrow() {
-                return None;
-            }
-            // Mark the current version seen before reading the state: a change published after this line wakes
-            // `changed()` below, so none is missed.
-            self.versions.borrow_and_update();
-            let state = self.shared.current.read().clone();
-            let version = state.host_version(&self.host);
-            if self.last_sent != Some(version) {
-                self.last_sent = Some(version);
-                return Some(capture_set_to_pb(&state.capture_set(&self.host)));
-            }
-            tokio::select! {
-                changed = self.versions.changed() => {
-                    if changed.is_err() {
-                        return None;
-                    }
-                }
-                changed = self.shutdown.changed() => {
-                    // The sender gone means the server is gone: end the stream.
-                    if changed.is_err() {
-                        return None;
-                    }
-                }
-            }
-        }
+    async fn ack_capture_set(
+        &self,
+        request: Request<pb::AckCaptureSetRequest>,
+    ) -> Result<Response<pb::AckCaptureSetResponse>, Status> {
+        let host = request.get_ref().host.clone();
+        self.host_or_admin(&request, &host)?;
+        let request = request.into_inner();
+        let accepted = self
+            .serving()?
+            .acknowledge(&host, &request.state_id, request.version)
+            .map_err(status_of)?;
+        tracing::debug!(%host, version = request.version, accepted, "capture set acknowledged");
+        Ok(Response::new(pb::AckCaptureSetResponse { accepted }))
     }
 }
 
@@ -310,13 +527,33 @@ pub fn status_of(error: StateError) -> Status {
         ErrorKind::InvalidArgument => Status::invalid_argument(message),
         ErrorKind::NotFound => Status::not_found(message),
         ErrorKind::AlreadyExists => Status::already_exists(message),
+        ErrorKind::FailedPrecondition => Status::failed_precondition(message),
+        ErrorKind::ResourceExhausted => Status::resource_exhausted(message),
+        ErrorKind::PermissionDenied => Status::permission_denied(message),
         ErrorKind::Internal => Status::internal(message),
     }
 }
 
-fn persist_status(error: PersistError) -> Status {
-    tracing::error!(%error, "could not persist the state");
-    Status::internal(format!("InternalError.Persistence: {error}"))
+fn core_status(error: CoreError) -> Status {
+    match error {
+        CoreError::State(error) => status_of(error),
+        CoreError::Store(error) => Status::internal(format!("InternalError.Persistence: {error}")),
+        CoreError::Ended => Status::unavailable(
+            "NotLeader: this controller replica stopped serving before the change was made; retry with the next \
+             endpoint",
+        ),
+    }
+}
+
+fn auth_status(error: AuthError) -> Status {
+    Status::unauthenticated(format!("{}: {error}", error.code()))
+}
+
+fn forbidden_role(principal: &Principal, what: &str) -> Status {
+    Status::permission_denied(format!(
+        "Forbidden.Role: {} may not make {what}",
+        principal.describe()
+    ))
 }
 
 fn unix_now() -> i64 {
@@ -325,9 +562,9 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// `fl-` and 20 random characters of `[a-z0-9]` (about 103 bits), from the OS's random source. If that source
-/// fails, the clock's nanoseconds stand in: the id stays unique-checked by the state.
-fn new_flow_log_id() -> String {
+/// 20 random characters of `[a-z0-9]` (about 103 bits) from the OS's random source, after `prefix`. If that
+/// source fails, the clock's nanoseconds stand in (ids stay unique-checked by the state).
+pub fn random_id(prefix: &str) -> String {
     const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 16];
     if getrandom::fill(&mut bytes).is_err() {
@@ -337,14 +574,19 @@ fn new_flow_log_id() -> String {
         bytes = nanos.to_le_bytes();
     }
     let mut value = u128::from_le_bytes(bytes);
-    let mut id = String::with_capacity(23);
-    id.push_str("fl-");
+    let mut id = String::with_capacity(prefix.len() + 20);
+    id.push_str(prefix);
     for _ in 0..20 {
         // `value % 36` is below 36, the alphabet's length: the index is always in bounds.
         id.push(char::from(ALPHABET[(value % 36) as usize]));
         value /= 36;
     }
     id
+}
+
+/// `fl-` and 20 random characters.
+fn new_flow_log_id() -> String {
+    random_id("fl-")
 }
 
 /// The domain input of a wire ENI.
@@ -380,10 +622,10 @@ pub fn resource_type_from_pb(value: i32) -> Result<Option<ResourceType>, StateEr
         Ok(pb::ResourceType::NetworkInterface) => Ok(Some(ResourceType::NetworkInterface)),
         Ok(pb::ResourceType::Vswitch) => Ok(Some(ResourceType::VSwitch)),
         Ok(pb::ResourceType::Vpc) => Ok(Some(ResourceType::Vpc)),
-        Err(_) => Err(StateError::InvalidParameter {
-            field: Field::ResourceType,
-            reason: format!("{value} is not a resource type"),
-        }),
+        Err(_) => Err(StateError::invalid(
+            Field::ResourceType,
+            format!("{value} is not a resource type"),
+        )),
     }
 }
 
@@ -402,10 +644,10 @@ pub fn traffic_type_from_pb(value: i32) -> Result<TrafficType, StateError> {
         Ok(pb::TrafficType::Unspecified | pb::TrafficType::All) => Ok(TrafficType::All),
         Ok(pb::TrafficType::Allow) => Ok(TrafficType::Allow),
         Ok(pb::TrafficType::Drop) => Ok(TrafficType::Drop),
-        Err(_) => Err(StateError::InvalidParameter {
-            field: Field::TrafficType,
-            reason: format!("{value} is not a traffic type"),
-        }),
+        Err(_) => Err(StateError::invalid(
+            Field::TrafficType,
+            format!("{value} is not a traffic type"),
+        )),
     }
 }
 
@@ -433,6 +675,8 @@ pub fn flow_log_to_pb(flow_log: &FlowLog) -> pb::FlowLog {
         aggregation_interval: flow_log.aggregation_interval.minutes(),
         status: flow_log.status.as_str().to_owned(),
         creation_time: flow_log.creation_time,
+        account_id: flow_log.account_id.clone(),
+        vpc_id: flow_log.vpc_id.clone(),
     }
 }
 
@@ -441,6 +685,7 @@ pub fn capture_set_to_pb(set: &state::CaptureSet) -> pb::CaptureSet {
     pb::CaptureSet {
         version: set.version,
         region_id: set.region_id.clone(),
+        state_id: set.state_id.clone(),
         interfaces: set
             .interfaces
             .iter()
@@ -459,167 +704,5 @@ pub fn capture_set_to_pb(set: &state::CaptureSet) -> pb::CaptureSet {
                     .collect(),
             })
             .collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pb::control_server::Control as _;
-    use std::time::Duration;
-
-    fn service_in(dir: &std::path::Path) -> (ControlService, watch::Sender<bool>) {
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let state = State::new("cn-hangzhou").unwrap();
-        (
-            ControlService::new(state, dir.join("state.json"), shutdown_rx),
-            shutdown,
-        )
-    }
-
-    fn register(n: u32, host: &str) -> Request<pb::RegisterNetworkInterfaceRequest> {
-        Request::new(pb::RegisterNetworkInterfaceRequest {
-            network_interface: Some(pb::NetworkInterface {
-                eni_id: format!("eni-{n}"),
-                mac: format!("02:00:00:00:{:02x}:{:02x}", n >> 8, n & 0xff),
-                vm_id: String::new(),
-                vswitch_id: "vsw-1".into(),
-                vpc_id: "vpc-1".into(),
-                account_id: "1".into(),
-                host: host.into(),
-            }),
-        })
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_mutations_are_serialised_and_persisted() {
-        let dir = tempfile::tempdir().unwrap();
-        let (service, _shutdown) = service_in(dir.path());
-        let calls: Vec<_> = (0..40)
-            .map(|n| {
-                let service = service.clone();
-                tokio::spawn(
-                    async move { service.register_network_interface(register(n, "h")).await },
-                )
-            })
-            .collect();
-        for call in calls {
-            call.await.unwrap().unwrap();
-        }
-        let state = service.state();
-        assert_eq!(state.list_enis(None).len(), 40);
-        assert_eq!(state.version(), 40);
-        let stored = persist::load(&dir.path().join("state.json"), "cn-hangzhou")
-            .unwrap()
-            .unwrap();
-        assert_eq!(stored, *state);
-    }
-
-    #[tokio::test]
-    async fn a_failed_write_changes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let sub = dir.path().join("sub");
-        std::fs::create_dir(&sub).unwrap();
-        let (service, _shutdown) = service_in(&sub);
-        service
-            .register_network_interface(register(1, "h"))
-            .await
-            .unwrap();
-        std::fs::remove_dir_all(&sub).unwrap();
-        let status = service
-            .register_network_interface(register(2, "h"))
-            .await
-            .unwrap_err();
-        assert_eq!(status.code(), tonic::Code::Internal);
-        assert!(
-            status.message().starts_with("InternalError.Persistence: "),
-            "{status:?}"
-        );
-        assert_eq!(service.state().list_enis(None).len(), 1);
-        assert_eq!(service.state().version(), 1);
-    }
-
-    #[tokio::test]
-    async fn watchers_skip_foreign_changes_coalesce_and_end_at_shutdown() {
-        use futures_util::StreamExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let (service, shutdown) = service_in(dir.path());
-        service
-            .register_network_interface(register(1, "a"))
-            .await
-            .unwrap();
-        let create = pb::CreateFlowLogRequest {
-            resource_type: pb::ResourceType::Vpc.into(),
-            resource_id: "vpc-1".into(),
-            project_name: "proj".into(),
-            logstore_name: "store".into(),
-            ..Default::default()
-        };
-        service.create_flow_log(Request::new(create)).await.unwrap();
-        let watch = |host: &str| {
-            let service = service.clone();
-            let host = host.to_owned();
-            async move {
-                service
-                    .watch_capture_set(Request::new(pb::WatchCaptureSetRequest { host }))
-                    .await
-                    .unwrap()
-                    .into_inner()
-            }
-        };
-        let mut a = watch("a").await;
-        let mut b = watch("b").await;
-        let first = a.next().await.unwrap().unwrap();
-        assert_eq!(first.interfaces.len(), 1);
-        assert_eq!(b.next().await.unwrap().unwrap().interfaces.len(), 0);
-        // Three changes on host a while its watcher does not read: it then gets one set, the latest.
-        for n in 2..5 {
-            service
-                .register_network_interface(register(n, "a"))
-                .await
-                .unwrap();
-        }
-        let latest = a.next().await.unwrap().unwrap();
-        assert_eq!(latest.interfaces.len(), 4);
-        assert_eq!(latest.version, service.state().host_version("a"));
-        // Host b saw none of it: nothing is ready on its stream.
-        let pending = tokio::time::timeout(Duration::from_millis(50), b.next()).await;
-        assert!(pending.is_err(), "host b was sent {pending:?}");
-        shutdown.send_replace(true);
-        assert!(a.next().await.is_none());
-        assert!(b.next().await.is_none());
-    }
-
-    #[test]
-    fn flow_log_ids_look_random() {
-        let a = new_flow_log_id();
-        let b = new_flow_log_id();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 23);
-        assert!(a.starts_with("fl-"));
-        assert!(
-            a[3..]
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        );
-    }
-
-    #[test]
-    fn statuses_carry_code_and_grpc_code() {
-        let status = status_of(StateError::FlowLogNotFound { id: "fl-x".into() });
-        assert_eq!(status.code(), tonic::Code::NotFound);
-        assert_eq!(
-            status.message(),
-            "InvalidFlowLogId.NotFound: flow log fl-x does not exist"
-        );
-        let status = status_of(resource_type_from_pb(42).unwrap_err());
-        assert_eq!(status.code(), tonic::Code::InvalidArgument);
-        assert!(
-            status
-                .message()
-                .starts_with("InvalidParameter.ResourceType: ")
-        );
-        assert_eq!(traffic_type_from_pb(0).unwrap(), TrafficType::All);
-        assert!(traffic_type_from_pb(-1).is_err());
     }
 }

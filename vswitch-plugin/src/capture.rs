@@ -268,6 +268,7 @@ mod tests {
             version,
             region_id: "r".into(),
             interfaces,
+            state_id: "s".into(),
         }
     }
 

@@ -70,6 +70,29 @@ pub struct RawConfig {
     pub run: RawRun,
 }
 
+/// One endpoint string (commas separate several) or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Endpoints {
+    /// `"http://a:7100"` or `"http://a:7100,http://b:7100"`.
+    One(String),
+    /// `["http://a:7100", "http://b:7100"]`.
+    Many(Vec<String>),
+}
+
+impl Endpoints {
+    fn into_list(self) -> Vec<String> {
+        let list = match self {
+            Endpoints::One(s) => s.split(',').map(str::to_string).collect(),
+            Endpoints::Many(v) => v,
+        };
+        list.into_iter()
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect()
+    }
+}
+
 /// `[eal]`: arguments passed through to `rte_eal_init`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -114,8 +137,15 @@ pub struct RawDataplane {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawCapture {
-    /// Control-plane endpoint to watch this host's capture set from, e.g. `http://127.0.0.1:7100`.
-    pub control: Option<String>,
+    /// Control-plane endpoints to watch this host's capture set from, tried in order on fail-over: a list, or one
+    /// string with commas, e.g. `"http://10.0.0.1:7100,http://10.0.0.2:7100"`.
+    pub control: Option<Endpoints>,
+    /// This host's bearer token for the control plane (a `[[host]]` token of its access file).
+    pub control_token: Option<String>,
+    /// A file holding the host token (first line), instead of `control-token`. Without either, the environment
+    /// variable `FLOWLOG_TOKEN` is used if set; else calls carry no token (a controller run with
+    /// `--insecure-no-auth`).
+    pub control_token_file: Option<PathBuf>,
     /// Static capture: an ENI file (`[[eni]]` tables) whose ENIs are all captured.
     pub enis_file: Option<PathBuf>,
     /// Without `control`: the project every record goes to (with `export.collector`).
@@ -232,8 +262,10 @@ pub enum Clock {
 pub enum Capture {
     /// Follow the control plane's capture set for this host.
     Control {
-        /// Control-plane endpoint.
-        endpoint: String,
+        /// Control-plane endpoints, in fail-over order.
+        endpoints: Vec<String>,
+        /// This host's bearer token, if any.
+        token: Option<String>,
         /// How long to wait for the first capture set.
         initial_wait: Duration,
     },
@@ -365,10 +397,41 @@ impl Config {
                     "with `control`, destinations come from the flow logs: drop `project` and `logstore`",
                 ));
             }
-            (Some(endpoint), None) => Capture::Control {
-                endpoint,
-                initial_wait: Duration::from_secs(cap.initial_wait_secs.unwrap_or(10)),
-            },
+            (Some(endpoints), None) => {
+                let endpoints = endpoints.into_list();
+                if endpoints.is_empty() {
+                    return Err(invalid("capture.control", "no endpoint given"));
+                }
+                let token = match (cap.control_token_file, cap.control_token) {
+                    (Some(_), Some(_)) => {
+                        return Err(invalid(
+                            "capture",
+                            "give either `control-token` or `control-token-file`, not both",
+                        ));
+                    }
+                    (Some(file), None) => {
+                        let path = base.join(file);
+                        let text = std::fs::read_to_string(&path)
+                            .map_err(|source| ConfigError::Read { path, source })?;
+                        Some(text.lines().next().unwrap_or_default().trim().to_string())
+                    }
+                    (None, Some(token)) => Some(token),
+                    (None, None) => std::env::var("FLOWLOG_TOKEN").ok(),
+                };
+                if let Some(token) = &token
+                    && (token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()))
+                {
+                    return Err(invalid(
+                        "capture.control-token",
+                        "must be printable ASCII without spaces",
+                    ));
+                }
+                Capture::Control {
+                    endpoints,
+                    token,
+                    initial_wait: Duration::from_secs(cap.initial_wait_secs.unwrap_or(10)),
+                }
+            }
             (None, Some(file)) => Capture::Static {
                 enis: load_enis(&base.join(file))?,
                 destination,

@@ -876,12 +876,17 @@ impl InstanceState {
         let pipeline = instance::start(&config, config.workers, Some(thread_init))
             .map_err(|error| FfiError::Exporter(format!("{error:#}")))?;
         if let Capture::Control {
-            endpoint,
+            endpoints,
             initial_wait,
+            ..
         } = &config.capture
             && !pipeline.exporter.wait_ready(*initial_wait)
         {
-            tracing::warn!(%endpoint, ?initial_wait, "no capture set from the control plane yet; starting without");
+            tracing::warn!(
+                ?endpoints,
+                ?initial_wait,
+                "no capture set from the control plane yet; starting without"
+            );
         }
         Ok(Running {
             exporter: pipeline.exporter,

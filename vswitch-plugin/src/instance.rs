@@ -35,10 +35,13 @@ pub fn start(
             CaptureState::fixed(enis.clone(), destination.clone())?,
             None,
         ),
-        Capture::Control { endpoint, .. } => (
+        Capture::Control {
+            endpoints, token, ..
+        } => (
             CaptureState::fixed(Vec::new(), None)?,
             Some(ControlWatch {
-                endpoint: endpoint.clone(),
+                endpoints: endpoints.clone(),
+                token: token.clone(),
                 host: config.host.clone(),
             }),
         ),

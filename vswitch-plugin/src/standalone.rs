@@ -114,13 +114,18 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
     let pipeline = instance::start(&config, workers, Some(unpin))?;
     if let Capture::Control {
         initial_wait,
-        endpoint,
+        endpoints,
+        ..
     } = &config.capture
     {
         if pipeline.exporter.wait_ready(*initial_wait) {
-            tracing::info!(%endpoint, "first capture set applied");
+            tracing::info!(?endpoints, "first capture set applied");
         } else {
-            tracing::warn!(%endpoint, ?initial_wait, "no capture set from the control plane yet; capturing nothing until one arrives");
+            tracing::warn!(
+                ?endpoints,
+                ?initial_wait,
+                "no capture set from the control plane yet; capturing nothing until one arrives"
+            );
         }
     }
 

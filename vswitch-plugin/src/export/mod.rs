@@ -150,8 +150,10 @@ pub struct ExporterConfig {
 /// The control-plane subscription of a live capture.
 #[derive(Debug, Clone)]
 pub struct ControlWatch {
-    /// Control-plane endpoint.
-    pub endpoint: String,
+    /// Control-plane endpoints, in fail-over order (replicas).
+    pub endpoints: Vec<String>,
+    /// This host's bearer token, sent as `authorization: Bearer <token>`.
+    pub token: Option<String>,
     /// This host's name.
     pub host: String,
 }
@@ -300,7 +302,9 @@ async fn run(
     let mut output = Output::open(&config, stop_delivery_rx)?;
 
     let (sets_tx, mut sets) = watch::channel::<Option<proto::CaptureSet>>(None);
-    let watcher = control.map(|c| tokio::spawn(watch_capture_sets(c, sets_tx)));
+    // The (state id, version) of the last capture set applied and pushed to the workers, for the watcher to ack.
+    let (applied_tx, applied_rx) = watch::channel::<Option<(String, u64)>>(None);
+    let watcher = control.map(|c| tokio::spawn(watch_capture_sets(c, sets_tx, applied_rx)));
 
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -316,6 +320,7 @@ async fn run(
                         Ok(changed) => {
                             tracing::info!(version = set.version, enis = capture.table().len(), changed, "capture set applied");
                             publish(&mut links, capture.table());
+                            let _ = applied_tx.send(Some((set.state_id.clone(), set.version)));
                             ready.set();
                         }
                         Err(error) => tracing::error!(%error, version = set.version, "capture set refused"),
@@ -603,40 +608,182 @@ async fn send_routed(
     Ok(())
 }
 
-/// Follows the host's capture set on the control plane, reconnecting with backoff; each snapshot replaces the
-/// previous one in `sets`.
-async fn watch_capture_sets(control: ControlWatch, sets: watch::Sender<Option<proto::CaptureSet>>) {
-    use flowlog_proto::v1::control_client::ControlClient;
-    let mut backoff = Duration::from_millis(100);
+/// Follows the host's capture set on the control plane (the contract: `control.proto`, WatchCaptureSet and
+/// AckCaptureSet). Each snapshot replaces the previous one in `sets`; each set the exporter reports applied (in
+/// `applied`) is acknowledged, which is what turns flow logs Active. On a broken stream or a standby replica it
+/// moves to the next endpoint and resumes from the set it holds (the controller sends nothing new if that set is
+/// still current), acknowledging the held set again; after a full round without success it backs off. The held
+/// set stays applied meanwhile: capture never stops for a control-plane outage.
+async fn watch_capture_sets(
+    control: ControlWatch,
+    sets: watch::Sender<Option<proto::CaptureSet>>,
+    mut applied: watch::Receiver<Option<(String, u64)>>,
+) {
+    const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+    let mut index = 0usize;
+    let mut backoff = FIRST_BACKOFF;
+    let mut failures = 0usize;
     loop {
-        let result: Result<(), String> = async {
-            let mut client = ControlClient::connect(control.endpoint.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut stream = client
-                .watch_capture_set(proto::WatchCaptureSetRequest {
-                    host: control.host.clone(),
-                })
-                .await
-                .map_err(|s| s.to_string())?
-                .into_inner();
-            while let Some(set) = stream.message().await.map_err(|s| s.to_string())? {
-                backoff = Duration::from_millis(100);
-                if sets.send(Some(set)).is_err() {
-                    return Ok(());
+        let endpoint = &control.endpoints[index % control.endpoints.len()];
+        let held = applied.borrow().clone();
+        let mut pause = backoff;
+        match watch_session(endpoint, &control, held, &sets, &mut applied).await {
+            SessionEnd::Closed => return,
+            SessionEnd::Broken { error, received } => {
+                if received {
+                    backoff = FIRST_BACKOFF;
+                    failures = 0;
+                }
+                tracing::warn!(%endpoint, %error, "control plane watch interrupted; trying the next endpoint");
+            }
+            SessionEnd::Refused(error) => {
+                // A wrong or missing token is configuration, not an outage: say so loudly, keep trying slowly.
+                tracing::error!(%endpoint, host = %control.host, %error, "control plane refused this host");
+                pause = Duration::from_secs(5);
+            }
+        }
+        index += 1;
+        failures += 1;
+        if failures >= control.endpoints.len() {
+            // A full round of endpoints without success.
+            failures = 0;
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// Why a watch session ended.
+enum SessionEnd {
+    /// The exporter is gone: stop watching.
+    Closed,
+    /// The endpoint is unreachable, a standby, or the stream broke; `received` = sets arrived first.
+    Broken { error: String, received: bool },
+    /// The controller refused this host's credentials.
+    Refused(String),
+}
+
+/// One connection to one endpoint: watch from `held`, forward every set, acknowledge what the exporter applied.
+async fn watch_session(
+    endpoint: &str,
+    control: &ControlWatch,
+    held: Option<(String, u64)>,
+    sets: &watch::Sender<Option<proto::CaptureSet>>,
+    applied: &mut watch::Receiver<Option<(String, u64)>>,
+) -> SessionEnd {
+    use flowlog_proto::v1::control_client::ControlClient;
+    let broken = |error: String| SessionEnd::Broken {
+        error,
+        received: false,
+    };
+    let channel = match tonic::transport::Endpoint::from_shared(endpoint.to_string()) {
+        Ok(e) => e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
+        Err(error) => return SessionEnd::Refused(format!("bad endpoint: {error}")),
+    };
+    let channel = match channel.connect().await {
+        Ok(channel) => channel,
+        Err(error) => return broken(error.to_string()),
+    };
+    let authorization = match &control.token {
+        // The token was checked to be printable ASCII when the configuration was read.
+        Some(token) => match format!("Bearer {token}")
+            .parse::<tonic::metadata::AsciiMetadataValue>()
+        {
+            Ok(value) => Some(value),
+            Err(_) => return SessionEnd::Refused("the host token is not valid in a header".into()),
+        },
+        None => None,
+    };
+    let mut client =
+        ControlClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            if let Some(value) = &authorization {
+                request
+                    .metadata_mut()
+                    .insert("authorization", value.clone());
+            }
+            Ok(request)
+        });
+    let (state_id, known_version) = held.clone().unwrap_or_default();
+    let request = proto::WatchCaptureSetRequest {
+        host: control.host.clone(),
+        state_id,
+        known_version,
+    };
+    let mut stream = match client.watch_capture_set(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return status_end(status, false),
+    };
+    // A new leader learns acknowledgements only from hosts: acknowledge the held set again.
+    if let Some((state_id, version)) = held {
+        acknowledge(&mut client, &control.host, state_id, version).await;
+    }
+    let mut received = false;
+    loop {
+        tokio::select! {
+            message = stream.message() => match message {
+                Ok(Some(set)) => {
+                    received = true;
+                    if sets.send(Some(set)).is_err() {
+                        return SessionEnd::Closed;
+                    }
+                }
+                Ok(None) => return SessionEnd::Broken { error: "stream ended".into(), received },
+                Err(status) => return status_end(status, received),
+            },
+            changed = applied.changed() => {
+                if changed.is_err() {
+                    return SessionEnd::Closed;
+                }
+                let latest = applied.borrow_and_update().clone();
+                if let Some((state_id, version)) = latest {
+                    acknowledge(&mut client, &control.host, state_id, version).await;
                 }
             }
-            Err("stream ended".to_string())
         }
-        .await;
-        if sets.is_closed() {
-            return;
+    }
+}
+
+/// Acknowledges an applied set; a failure is logged and repaired by the re-acknowledgement after a reconnect.
+async fn acknowledge<T>(
+    client: &mut flowlog_proto::v1::control_client::ControlClient<T>,
+    host: &str,
+    state_id: String,
+    version: u64,
+) where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let request = proto::AckCaptureSetRequest {
+        host: host.to_string(),
+        state_id,
+        version,
+    };
+    match client.ack_capture_set(request).await {
+        Ok(response) if !response.get_ref().accepted => {
+            tracing::debug!(
+                version,
+                "acknowledgement of a set from another controller state ignored"
+            );
         }
-        if let Err(error) = result {
-            tracing::warn!(endpoint = %control.endpoint, %error, ?backoff, "control plane watch failed; retrying");
+        Ok(_) => tracing::debug!(version, "capture set acknowledged"),
+        Err(status) => {
+            tracing::warn!(%status, version, "acknowledging the capture set failed; retried after a reconnect")
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Maps a failed call to how the session ended.
+fn status_end(status: tonic::Status, received: bool) -> SessionEnd {
+    match status.code() {
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+            SessionEnd::Refused(status.to_string())
+        }
+        _ => SessionEnd::Broken {
+            error: status.to_string(),
+            received,
+        },
     }
 }
 
