@@ -276,3 +276,215 @@ stop-when-idle-ms = 1000
     control.stop();
     collector.stop();
 }
+
+/// Waits until `path` (a log file) has, after byte `from`, a line containing every one of `needles`; returns when
+/// it appeared and the offset just past that line.
+fn wait_for_log(
+    path: &std::path::Path,
+    needles: &[&str],
+    from: usize,
+    timeout: std::time::Duration,
+) -> (std::time::Instant, usize) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut offset = from.min(text.len());
+        for line in text.get(offset..).unwrap_or_default().split_inclusive('\n') {
+            offset += line.len();
+            if line.ends_with('\n') && needles.iter().all(|n| line.contains(n)) {
+                return (std::time::Instant::now(), offset);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line with {needles:?} in {}:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Scope changes while traffic flows: with `flowlog-vswitch` metering a looping capture on the live (TSC) clock,
+/// an ENI registered in a captured VPC is captured within about a second of the inventory call (the latency is
+/// printed), its records reach the VPC's logstore, and deregistering it takes it out of the host's capture set.
+#[test]
+fn e2e_an_eni_added_to_and_removed_from_a_captured_vpc_while_traffic_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    flowlog_trafficgen::generate(&flowlog_trafficgen::GenConfig::new(5, 5_000, 60), d).unwrap();
+    let collector = Server::start(
+        &bin("flowlog-collector"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            d.join("data").to_str().unwrap(),
+        ],
+    );
+    let control = Server::start(
+        &bin("flowlog-control"),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--state-file",
+            d.join("control.redb").to_str().unwrap(),
+            "--insecure-no-auth",
+        ],
+    );
+    let flowlog = |args: &[&str]| {
+        run(Command::new(bin("flowlog"))
+            .args(args)
+            .args(["--control", &control.addr]))
+    };
+    // Every ENI but eni-00003 (vpc-0) at first.
+    let enis = std::fs::read_to_string(d.join("enis.toml")).unwrap();
+    let (late, others): (Vec<&str>, Vec<&str>) = enis
+        .split("[[eni]]")
+        .skip(1)
+        .partition(|t| t.contains("\"eni-00003\""));
+    let toml = |tables: &[&str]| {
+        tables
+            .iter()
+            .map(|t| format!("[[eni]]{t}"))
+            .collect::<String>()
+    };
+    std::fs::write(d.join("others.toml"), toml(&others)).unwrap();
+    std::fs::write(d.join("late.toml"), toml(&late)).unwrap();
+    let import = |file: &str| {
+        flowlog(&[
+            "import-enis",
+            "--file",
+            d.join(file).to_str().unwrap(),
+            "--host",
+            "host-a",
+        ])
+    };
+    import("others.toml");
+    flowlog(&[
+        "create-flow-log",
+        "--resource-type",
+        "VPC",
+        "--resource-id",
+        "vpc-0",
+        "--project",
+        "tenant-a",
+        "--logstore",
+        "vpc0",
+        "--interval",
+        "1",
+    ]);
+
+    std::fs::write(
+        d.join("vswitch.toml"),
+        format!(
+            r#"host = "host-a"
+[eal]
+args = {eal}
+[[ports]]
+name = "net_pcap0"
+[dataplane]
+interval-secs = 60
+clock = "tsc"
+[capture]
+control = "{control}"
+[export]
+collector = "{collector}"
+"#,
+            eal = eal_args(&format!(
+                "net_pcap0,rx_pcap={},infinite_rx=1",
+                d.join("capture.pcap").display()
+            )),
+            control = control.addr,
+            collector = collector.addr,
+        ),
+    )
+    .unwrap();
+    let log = d.join("vswitch.log");
+    let mut vswitch = common::KillOnDrop(
+        Command::new(bin("flowlog-vswitch"))
+            .arg("--config")
+            .arg(d.join("vswitch.toml"))
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // The host captures the ENIs of vpc-0, the only VPC with a flow log.
+    let captured = others.iter().filter(|t| t.contains("\"vpc-0\"")).count();
+    let secs = std::time::Duration::from_secs;
+    let applied = |count: usize| format!("enis={count} ");
+    let (_, at) = wait_for_log(
+        &log,
+        &["capture set applied", &applied(captured)],
+        0,
+        secs(20),
+    );
+    let (_, at) = wait_for_log(&log, &["capturing"], at, secs(20));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    let added_at = std::time::Instant::now();
+    import("late.toml");
+    let (applied_at, at) = wait_for_log(
+        &log,
+        &["capture set applied", &applied(captured + 1)],
+        at,
+        secs(20),
+    );
+    println!(
+        "ENI registered -> captured by the host: {:?}",
+        applied_at - added_at
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    flowlog(&["deregister-eni", "--eni-id", "eni-00003"]);
+    wait_for_log(
+        &log,
+        &["capture set applied", &applied(captured)],
+        at,
+        secs(20),
+    );
+
+    // Stop the program the way an operator does; it flushes the open window and delivers everything.
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(vswitch.0.id().to_string())
+        .status()
+        .unwrap();
+    let status = vswitch.0.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    assert!(text.contains(" 0 abandoned"), "{text}");
+
+    let records = run(Command::new(bin("flowlog")).args([
+        "query",
+        "--collector",
+        &collector.addr,
+        "--project",
+        "tenant-a",
+        "--logstore",
+        "vpc0",
+        "--json",
+    ]));
+    let ok_packets = |eni: &str| -> u64 {
+        records
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["eni-id"] == eni && r["log-status"] == "OK")
+            .map(|r| r["packets"].as_u64().unwrap())
+            .sum()
+    };
+    assert!(
+        ok_packets("eni-00003") > 0,
+        "the late ENI was captured while registered"
+    );
+    assert!(
+        ok_packets("eni-00000") > ok_packets("eni-00003"),
+        "and only for part of the run"
+    );
+    assert!(
+        !records.contains("\"vpc-1\""),
+        "ENIs of other VPCs stay out"
+    );
+    control.stop();
+    collector.stop();
+}

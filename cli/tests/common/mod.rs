@@ -108,3 +108,13 @@ pub fn eal_args(vdev: &str) -> String {
         r#"["--lcores=0@(0-1),1@(0-1)", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry", "--log-level=lib.eal:warning", "--vdev={vdev}"]"#
     )
 }
+
+/// A child process killed (SIGKILL) and reaped when the test ends, even by a panic.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
