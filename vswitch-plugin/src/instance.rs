@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use flowlog_dataplane::flow::{Meter, MeterConfig};
+use std::hash::BuildHasher;
+
+use flowlog_dataplane::flow::{Meter, MeterConfig, SpareTableFallback};
 
 use crate::capture::CaptureState;
 use crate::config::{Capture, Config, Sink};
@@ -64,13 +66,20 @@ pub fn start(
     };
     let mut links = Vec::with_capacity(workers);
     let mut built = Vec::with_capacity(workers);
-    for _ in 0..workers {
-        let meter = Meter::new(
-            MeterConfig::new(config.interval_secs, config.flow_capacity),
-            capture.table().clone(),
-        )
-        .context("configuring a worker's meter")?;
-        let (end, link) = link(config.seal_ring);
+    let seeds = std::collections::hash_map::RandomState::new();
+    for index in 0..workers {
+        let meter_config = MeterConfig {
+            spare_tables: config.spare_tables,
+            // The return ring is wired: with no spare table free, summarise (exact SKIPDATA, O(ENIs)) rather
+            // than copy the flows out on the worker.
+            when_no_spare_table: SpareTableFallback::SkipData,
+            // A seed per worker and per run, against hash flooding; independent of the NIC's RSS hash.
+            hash_seed: seeds.hash_one(index),
+            ..MeterConfig::new(config.interval_secs, config.flow_capacity)
+        };
+        let meter = Meter::new(meter_config, capture.table().clone())
+            .context("configuring a worker's meter")?;
+        let (end, link) = link(config.seal_ring, config.spare_tables + 1);
         links.push(link);
         built.push(Worker::new(meter, end));
     }

@@ -107,7 +107,8 @@ pub fn run(args: &ReplayArgs) -> anyhow::Result<ReplaySummary> {
             None => ExportSink::Stdout,
         },
     };
-    let (end, link) = link(64);
+    let tables = meter.spare_tables() + 1;
+    let (end, link) = link(64, tables);
     let exporter = Exporter::spawn(
         ExporterConfig {
             region: args.region.as_deref().map(Arc::from),

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use flowlog_dataplane::flow::{Action, MeterCounters};
+use flowlog_dataplane::flow::{Action, Burst as FrameBurst, MeterCounters};
 
 use crate::config::{Capture, Clock, Config};
 use crate::dpdk::{
@@ -256,7 +256,7 @@ fn report_stats(config: &Config, activity: &[Activity], ports: &[Port], last_fra
             .map(|(_, v)| v)
             .sum()
     };
-    let (frames, busy) = (total("frames"), total("busy_cycles"));
+    let (frames, cycles, cycle_frames) = (total("frames"), total("cycles"), total("cycle_frames"));
     let mut port_counters = [0u64; 3];
     for port in ports {
         if let Ok(s) = port.stats() {
@@ -268,7 +268,7 @@ fn report_stats(config: &Config, activity: &[Activity], ports: &[Port], last_fra
     tracing::info!(
         frames,
         rate_pps = (frames - last_frames) as f64 / config.stats_interval.as_secs_f64(),
-        cycles_per_packet = busy.checked_div(frames).unwrap_or(0),
+        cycles_per_packet = cycles.checked_div(cycle_frames).unwrap_or(0),
         attributed = total("attributed"),
         malformed = total("malformed"),
         skipped = total("table_full_packets") + total("refused_packets"),
@@ -304,10 +304,10 @@ struct LoopContext {
     timestamps: Option<RxTimestamp>,
 }
 
-/// A worker lcore's loop: per burst, one command-ring read, two TSC reads (time and busy cycles), and the
-/// meter's per-packet path; about once a millisecond, a publication of the counters.
+/// A worker lcore's loop: per RX burst, one command-ring and one table-return-ring read, two TSC reads (time and
+/// cycles), and the meter's burst path; about once a millisecond, a publication of the counters.
 fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> MeterCounters {
-    let mut burst = Burst::new();
+    let mut rx = Burst::new();
     if ctx.timestamps.is_none() {
         worker.start(ctx.clock.now_secs());
     }
@@ -319,25 +319,37 @@ fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> 
         worker.poll_commands();
         let mut received = 0;
         for queue in &mut queues {
-            let n = queue.rx_burst(&mut burst);
+            let n = queue.rx_burst(&mut rx);
             if n == 0 {
                 continue;
             }
             received += n;
             let began = dpdk::tsc();
             let now = ctx.clock.ns_at(began) / 1_000_000_000;
-            for mbuf in burst.iter() {
-                let secs = match &ctx.timestamps {
-                    Some(ts) => mbuf
-                        .rx_timestamp_ns(ts)
-                        .map_or(now, |ns| ns / 1_000_000_000),
-                    None => now,
-                };
-                worker.account(secs, mbuf.data(), mbuf.pkt_len() as usize, Action::Accept);
+            {
+                // One meter call per run of frames with the same second (all of them on the TSC clock).
+                let mut frames = FrameBurst::new();
+                let mut frames_secs = now;
+                for mbuf in rx.iter() {
+                    let secs = match &ctx.timestamps {
+                        Some(ts) => mbuf
+                            .rx_timestamp_ns(ts)
+                            .map_or(now, |ns| ns / 1_000_000_000),
+                        None => now,
+                    };
+                    if secs != frames_secs || frames.is_full() {
+                        worker.account_burst(frames_secs, &frames);
+                        frames.clear();
+                        frames_secs = secs;
+                    }
+                    // Not full: checked just above.
+                    let _ = frames.push(mbuf.data(), mbuf.pkt_len() as usize, Action::Accept);
+                }
+                worker.account_burst(frames_secs, &frames);
             }
-            burst.free_all();
+            rx.free_all();
             looped.bursts += 1;
-            looped.busy_cycles += dpdk::tsc().wrapping_sub(began);
+            worker.record_cycles(dpdk::tsc().wrapping_sub(began), n as u64);
         }
         if received > 0 {
             activity.last_rx_ms.store(
@@ -358,7 +370,7 @@ fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> 
             next_publish = now_tsc + publish_every;
         }
     }
-    drop(burst);
+    drop(rx);
     let counters = worker.finish();
     activity.board.publish(&counters, &looped);
     counters

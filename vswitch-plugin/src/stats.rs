@@ -2,6 +2,9 @@
 //! that other threads read while the program runs, without slowing the worker.
 //!
 //! # Design
+//! Cycles per packet come from the meter's own `cycles` / `cycle_frames` counters, which the poll loop feeds with
+//! the TSC cycles of each burst.
+//!
 //! One [`CounterBoard`] per worker, written by that worker only, about once a millisecond (not per packet): a
 //! relaxed store per counter into its own cache lines, so readers never contend with the hot path. Readers see
 //! each counter's latest published value; counters of one snapshot may come from two adjacent publications (they
@@ -16,19 +19,13 @@ use flowlog_dataplane::flow::MeterCounters;
 pub struct LoopCounters {
     /// Non-empty RX bursts processed.
     pub bursts: u64,
-    /// TSC cycles spent processing non-empty bursts (receive to done), for cycles per packet.
-    pub busy_cycles: u64,
     /// Polls that found no packet.
     pub idle_polls: u64,
 }
 
 /// The loop counters' names and descriptions, in publication order after the meter's.
-pub const LOOP_COUNTERS: [(&str, &str); 3] = [
+pub const LOOP_COUNTERS: [(&str, &str); 2] = [
     ("bursts", "non-empty RX bursts processed"),
-    (
-        "busy_cycles",
-        "TSC cycles spent on non-empty bursts (cycles per packet = busy_cycles / frames)",
-    ),
     ("idle_polls", "polls of the RX queues that found no packet"),
 ];
 
@@ -52,11 +49,10 @@ impl Default for CounterBoard {
 impl CounterBoard {
     /// Publishes the worker's current counters (the worker calls this, off the per-packet path).
     pub fn publish(&self, meter: &MeterCounters, looped: &LoopCounters) {
-        let values = meter.iter().map(|(_, v)| v).chain([
-            looped.bursts,
-            looped.busy_cycles,
-            looped.idle_polls,
-        ]);
+        let values = meter
+            .iter()
+            .map(|(_, v)| v)
+            .chain([looped.bursts, looped.idle_polls]);
         for (slot, value) in self.values.iter().zip(values) {
             slot.store(value, Ordering::Relaxed);
         }
@@ -132,7 +128,6 @@ mod tests {
             &meter,
             &LoopCounters {
                 bursts: 3,
-                busy_cycles: 900,
                 idle_polls: 7,
             },
         );
@@ -143,9 +138,9 @@ mod tests {
                 get("frames"),
                 get("malformed"),
                 get("bursts"),
-                get("busy_cycles")
+                get("idle_polls")
             ),
-            (10, 2, 3, 900)
+            (10, 2, 3, 7)
         );
         let json = render_json(&[snapshot.clone(), snapshot], &[("port_imissed", 4)]);
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();

@@ -2,12 +2,13 @@
 //! the C ABI and replay all drive the same `Worker`, so every path meters and seals identically.
 //!
 //! # Hot path
-//! Per burst: one read of the command ring ([`Worker::poll_commands`]). Per packet: [`Worker::account`], which is
-//! the meter's own path (parse, MAC lookup, flow update); a seal pushes to the SPSC ring and never waits.
+//! Per burst: one read of the command ring and one of the table-return ring ([`Worker::poll_commands`]), then
+//! [`Worker::account_burst`] (the meter parses the whole burst, looks every flow up, then updates). A seal swaps
+//! in a spare table and pushes the full one to the SPSC ring; it never waits.
 
 use std::time::Duration;
 
-use flowlog_dataplane::flow::{Action, Meter, MeterCounters};
+use flowlog_dataplane::flow::{Action, Burst, Meter, MeterCounters};
 
 use crate::export::{WorkerCommand, WorkerEnd};
 
@@ -23,9 +24,14 @@ impl Worker {
         Self { meter, end }
     }
 
-    /// Applies the exporter's pending commands (a new ENI table). Call once per burst, before its packets.
+    /// Applies the exporter's pending commands (a new ENI table) and takes back the flow tables it returned.
+    /// Call once per burst, before its packets.
     #[inline]
     pub fn poll_commands(&mut self) {
+        while let Some(table) = self.end.next_returned_table() {
+            // A table of another shape, or one more than the pool holds, is simply dropped (freed) here.
+            let _ = self.meter.recycle_table(table);
+        }
         while let Some(command) = self.end.next_command() {
             match command {
                 WorkerCommand::SetEnis(table) => {
@@ -44,6 +50,19 @@ impl Worker {
         let mut sink = self.end.sink();
         self.meter
             .account(now_secs, frame, wire_len, action, &mut sink);
+    }
+
+    /// Meters a burst of frames, all at `now_secs` (the burst-pipelined path: parse all, look all up, update).
+    #[inline]
+    pub fn account_burst(&mut self, now_secs: u64, burst: &Burst<'_>) {
+        let mut sink = self.end.sink();
+        self.meter.account_burst(now_secs, burst, &mut sink);
+    }
+
+    /// Adds the TSC cycles a burst of `frames` took to the meter's counters (cycles per packet).
+    #[inline]
+    pub fn record_cycles(&mut self, cycles: u64, frames: u64) {
+        self.meter.record_cycles(cycles, frames);
     }
 
     /// Starts the capture clock at `now_secs` (live capture: windows run from here even without traffic).

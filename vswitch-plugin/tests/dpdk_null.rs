@@ -47,12 +47,15 @@ fn null_queues_polled_by_worker_lcores() -> anyhow::Result<()> {
     port.start()?;
 
     const PER_QUEUE: usize = 100_000;
+    // The workers keep their queues until the main thread has checked the port cannot stop under them.
+    let checked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for (queue, &lcore) in workers.iter().enumerate() {
         let mut rx: RxQueue = port.rx_queue(u16::try_from(queue)?)?;
+        let checked = checked.clone();
         eal.launch(lcore, move || {
             let mut burst = Burst::new();
             let mut packets = 0usize;
-            while packets < PER_QUEUE {
+            while packets < PER_QUEUE || !checked.load(std::sync::atomic::Ordering::Acquire) {
                 packets += rx.rx_burst(&mut burst);
                 if burst.iter().any(|mbuf| mbuf.port() != rx.port_id()) {
                     return -1;
@@ -63,6 +66,7 @@ fn null_queues_polled_by_worker_lcores() -> anyhow::Result<()> {
     }
     // The queues are out on the workers: the port cannot be stopped under them.
     assert!(matches!(port.stop(), Err(DpdkError::QueuesInUse { .. })));
+    checked.store(true, std::sync::atomic::Ordering::Release);
     for (lcore, result) in eal.wait_all() {
         let packets = result?;
         assert!(

@@ -1,18 +1,8 @@
-//! Fuzzes `wire::parse`: any bytes and any wire length must give a packet or a discard, never a panic, and a
-//! packet's IP length must fit the wire.
+//! Fuzzes `wire::parse` / `parse_into` on any bytes and wire length (see `bodies::parse`).
 
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
+#[path = "../bodies.rs"]
+mod bodies;
 
-fuzz_target!(|input: &[u8]| {
-    // The first two bytes pick extra wire length beyond the captured bytes (a cut capture).
-    let (extra, frame) = match input {
-        [a, b, rest @ ..] => (usize::from(u16::from_le_bytes([*a, *b])), rest),
-        _ => (0, input),
-    };
-    let wire_len = frame.len() + extra;
-    if let Ok(packet) = flowlog_dataplane::wire::parse(frame, wire_len) {
-        assert!(packet.ip_len as usize <= wire_len);
-    }
-});
+libfuzzer_sys::fuzz_target!(|input: &[u8]| bodies::parse(input));

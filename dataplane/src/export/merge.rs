@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::flow::{FlowBatch, SealedWindow};
+use crate::flow::SealedWindow;
 
 /// Errors of [`WindowMerger::push`] and [`WindowMerger::finish`]: all are caller bugs, the window is not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -184,8 +184,10 @@ fn merge(mut parts: Vec<SealedWindow>) -> Option<SealedWindow> {
         .max_by_key(|(_, w)| w.enis().generation())
         .map_or(0, |(i, _)| i);
     let mut merged = parts.swap_remove(newest);
-    let mut flows = std::mem::take(&mut merged.flows);
-    let mut skipped = std::mem::take(&mut merged.skipped);
+    let mut contents = merged.take_contents();
+    let mut flows = std::mem::take(&mut contents.flows);
+    let mut recorded = std::mem::take(&mut contents.recorded);
+    let mut skipped = std::mem::take(&mut contents.skipped);
     for mut part in parts {
         if !Arc::ptr_eq(&part.enis, &merged.enis)
             && !merged.older_enis.iter().any(|t| Arc::ptr_eq(t, &part.enis))
@@ -197,17 +199,21 @@ fn merge(mut parts: Vec<SealedWindow>) -> Option<SealedWindow> {
                 merged.older_enis.push(table);
             }
         }
-        let mut part_flows: FlowBatch = std::mem::take(&mut part.flows);
-        flows.append(&mut part_flows);
-        merged.active.union_with(&part.active);
-        skipped.append(&mut part.skipped);
+        let mut part_contents = part.take_contents();
+        flows.append(&mut part_contents.flows);
+        recorded.append(&mut part_contents.recorded);
+        contents.active.union_with(&part_contents.active);
+        skipped.append(&mut part_contents.skipped);
         merged.summarised |= part.summarised;
     }
     merged
         .older_enis
         .sort_by_key(|t| std::cmp::Reverse(t.generation()));
     flows.sort_and_merge();
-    merged.flows = flows;
-    merged.skipped = crate::flow::merge_skips(skipped);
+    contents.flows = flows;
+    contents.recorded = crate::flow::merge_skips(recorded);
+    contents.skipped = crate::flow::merge_skips(skipped);
+    merged.table = None;
+    merged.contents = contents.into();
     Some(merged)
 }

@@ -307,7 +307,10 @@ fn merger_refuses_misuse() {
 fn records_of_summary_and_order() {
     let enis = table(2);
     let mut windows = worker(&enis, &[(0, 2, 9, 0), (1, 1, 3, 0), (2, 1, 20, 0)]);
-    let (flows, moved) = windows[0].summarise();
+    assert!(windows[0].holds_table());
+    let (table, flows, moved) = windows[0].summarise();
+    assert!(table.is_some_and(|t| t.is_empty()));
+    assert!(!windows[0].holds_table());
     assert_eq!((flows.len(), moved.packets, moved.bytes), (0, 3, 120));
     let got = summary(&windows);
     assert_eq!(

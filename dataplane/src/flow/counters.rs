@@ -2,7 +2,8 @@
 //!
 //! # Guarantees
 //! [`MeterCounters::TABLE`] lists every field of [`MeterCounters`] in declaration order with its description;
-//! [`MeterCounters::iter`] yields the values in the same order. Every [`MalformedReason`] has a counter named
+//! [`MeterCounters::iter`] yields the values in the same order. Invariants: `frames = non_ip + malformed +
+//! ip_packets`; `attributed` (`attributed_bytes`) = the packets (bytes) of all OK and SKIPDATA records. Every [`MalformedReason`] has a counter named
 //! `malformed_<reason name>`. Counters are plain `u64` owned by one worker: read them off the hot path and sum
 //! workers with [`MeterCounters::add`].
 
@@ -65,6 +66,17 @@ counters! {
     late: "packets older than the open window, counted into the open window",
     table_full_packets: "attributions not recorded because the flow table was full: SKIPDATA",
     table_full_bytes: "IP bytes of table_full_packets: SKIPDATA",
+    saturated_packets: "attributions not recorded because their flow's packet or byte count would overflow: SKIPDATA",
+    saturated_bytes: "IP bytes of saturated_packets: SKIPDATA",
+    table_occupancy: "flows in the open window's table (a gauge, updated per frame or burst)",
+    seals_swapped: "windows sealed by swapping in a spare flow table (O(ENIs) pause)",
+    seals_copied: "windows sealed by copying the flows out because no spare table was free (O(flows) pause)",
+    seals_without_table: "windows turned into SKIPDATA summaries because no spare table was free",
+    no_table_packets: "recorded packets turned into SKIPDATA by seals_without_table",
+    no_table_bytes: "IP bytes of no_table_packets",
+    tables_recycled: "sealed flow tables given back to the meter's spare pool",
+    cycles: "cycles the caller reported spending on metered frames (Meter::record_cycles)",
+    cycle_frames: "frames those cycles were spent on: cycles / cycle_frames = cycles per packet",
     windows_sealed: "windows delivered to the seal sink (summaries included)",
     windows_refused: "windows the seal sink refused: kept as SKIPDATA summaries and delivered later",
     refused_packets: "recorded packets turned into SKIPDATA because the seal sink refused their window",

@@ -1,6 +1,6 @@
 //! The per-worker flow meter: frames and their times in, sealed windows out.
 //!
-//! A [`Meter`] owns one worker's flow table, fragment table, open window, counters and current ENI table. The
+//! A [`Meter`] owns one worker's flow tables, fragment table, open window, counters and current ENI table. The
 //! caller passes the clock in (`now_secs`: the packet's or the burst's time); the meter never reads one.
 //!
 //! # Window lifecycle
@@ -22,38 +22,105 @@
 //! # Accounting
 //! A parsed packet is attributed by MAC ([`EniTable::lookup`]): source MAC -> `out` for that ENI, destination
 //! MAC -> `in`; both when both are captured ENIs. Each attribution adds one packet and the IP length to its
-//! flow, or, when the flow table is full, to that ENI's SKIPDATA counts for the window: so every attributed
-//! packet is counted exactly once, as OK or SKIPDATA. Non-IP, malformed and unattributed frames are counted only.
+//! flow, or, when the flow table is full (or the flow's counters would overflow), to that ENI's SKIPDATA counts
+//! for the window: so every attributed packet is counted exactly once, as OK or SKIPDATA. A full table never
+//! evicts: exact SKIPDATA keeps every flow already recorded intact and costs nothing extra per packet. The meter
+//! also keeps, per ENI, the packets and bytes recorded in the open window, so every summary below is O(ENIs).
+//! Non-IP, malformed and unattributed frames are counted only.
+//!
+//! # Seal by swap
+//! The meter holds the open window's [`FlowTable`] and a pool of `spare_tables` empty ones, all allocated and
+//! pre-faulted by [`Meter::new`]. Sealing a window with flows swaps a spare table in (O(1)) and hands the full
+//! one to the sink inside the [`SealedWindow`]; the worker's pause is O(ENIs): the per-ENI totals, a few small
+//! vectors, the swap. The exporter reads the flows out ([`SealedWindow::flows`]) and returns the table
+//! ([`SealedWindow::take_table`], then [`Meter::recycle_table`] on the worker; clearing is O(1)). An empty
+//! window takes no table. When no spare table is free, [`MeterConfig::when_no_spare_table`] decides:
+//! - [`SpareTableFallback::Copy`] (default, for callers that never return tables): the flows are copied out into
+//!   a [`FlowBatch`] on the worker (O(flows) pause) and the table is cleared and kept; no record changes.
+//! - [`SpareTableFallback::SkipData`] (for a plugin that returns tables): the window is sealed as a summary, its
+//!   recorded packets and bytes becoming exact per-ENI SKIPDATA (O(ENIs) pause), and the table is cleared (O(1))
+//!   and kept. Counted in `seals_without_table`, `no_table_packets`, `no_table_bytes`.
 //!
 //! # Refused seals
-//! When the [`SealSink`] refuses a window, the meter turns it into a summary (every flow's packets and bytes
-//! become its ENI's SKIPDATA, see [`SealedWindow::is_summary`]) and keeps it; summaries are offered again, in
-//! order and before any newer window, at the next seal, `advance` or `flush`. At most `max_pending_windows`
-//! summaries are kept; beyond that the oldest is dropped and counted (`pending_dropped_*`).
+//! When the [`SealSink`] refuses a window, the meter turns it into a summary in O(ENIs) (its recorded packets
+//! and bytes become its ENIs' SKIPDATA, see [`SealedWindow::is_summary`]), puts its table back into the pool and
+//! keeps the summary; summaries are offered again, in order and before any newer window, at the next seal,
+//! `advance` or `flush`. At most `max_pending_windows` summaries are kept; beyond that the oldest is dropped and
+//! counted (`pending_dropped_*`).
 //!
 //! # Hot path
-//! `account` allocates nothing and hashes no string: one parse, one or two MAC lookups, one flow-table probe per
-//! attribution. Allocation happens only when a window is sealed (its flow batch, unless recycled with
-//! [`Meter::recycle`], and its ENI set) and in `set_enis`.
+//! [`Meter::account_burst`] handles a [`Burst`] of up to [`MAX_BURST`] frames at one time, in passes, so that the
+//! cache misses of different packets overlap instead of queuing up:
+//! 1. it loads each frame's first cache line (back-to-back loads);
+//! 2. it parses every frame in place into a preallocated slot ([`crate::wire::parse_into`]);
+//! 3. it attributes each packet (fragment table, two MAC lookups) and builds its hashed table keys (one or two
+//!    per packet) into a preallocated scratch array — the packets are read back long after they were written,
+//!    so no load waits on a store in flight;
+//! 4. [`FlowTable::update_burst`] loads every bucket, then every candidate entry, then updates in order;
+//! 5. it counts what the table refused, and touches the few lines a seal needs (so the seal finds them cached).
+//!
+//! Nothing per packet allocates, locks, touches a shared atomic, calls the system, logs or reads a clock.
+//! [`Meter::account`] is the same path for one frame, without the passes (replay, the C ABI). Allocation happens
+//! only at a seal that cannot swap (the copy fallback's flow batch, a refused window's summary) and in
+//! `set_enis`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::burst::{Burst, MAX_BURST};
 use super::counters::MeterCounters;
 use super::eni::{EniSlot, EniTable};
 use super::fragment::{FragmentOutcome, FragmentTable};
-use super::key::{Action, Direction, FlowKey};
-use super::table::{FlowBatch, FlowTable, MAX_FLOW_CAPACITY};
-use super::window::{EniSet, SealSink, SealedWindow, SkipCounts, window_start};
-use crate::wire::{Discard, Packet, parse};
+use super::key::{Action, Direction};
+use super::table::{
+    AddOutcome, DEFAULT_SEED, FlowBatch, FlowTable, FlowUpdate, MAX_FLOW_CAPACITY, SharedKey,
+    TableError,
+};
+use super::window::{Contents, SealSink, SealedWindow, window_start};
+use crate::wire::{Discard, Packet, parse, parse_into};
+
+/// Counts what the table could not record (the table keeps the per-ENI totals itself).
+#[inline]
+fn count_outcomes(counters: &mut MeterCounters, updates: &[FlowUpdate]) {
+    for update in updates {
+        match update.outcome() {
+            AddOutcome::Updated | AddOutcome::Inserted => {}
+            AddOutcome::Full | AddOutcome::Pending => {
+                counters.table_full_packets += 1;
+                counters.table_full_bytes += update.bytes();
+            }
+            AddOutcome::Saturated => {
+                counters.saturated_packets += 1;
+                counters.saturated_bytes += update.bytes();
+            }
+        }
+    }
+}
+
+/// What a seal does when the window has flows and no spare table is free (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpareTableFallback {
+    /// Copy the flows out on the worker (O(flows) pause), keep the table: records stay exact.
+    #[default]
+    Copy,
+    /// Seal a summary (exact per-ENI SKIPDATA, O(ENIs) pause), clear and keep the table.
+    SkipData,
+}
 
 /// Configuration of a [`Meter`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeterConfig {
     /// Capture window length in seconds (> 0); windows are aligned to multiples of it.
     pub interval_secs: u32,
-    /// Most flows per window (1..=2^30); the flow table is allocated for them at creation.
+    /// Size of each flow table in units (1..=2^30): that many IPv4 flows per window, an IPv6 flow taking two
+    /// units. Each table takes about 43.4 bytes per unit ([`crate::flow::IPV4_BYTES_PER_FLOW`]).
     pub flow_capacity: usize,
+    /// Empty flow tables kept for seal-by-swap (default 2); the meter allocates `1 + spare_tables` tables.
+    pub spare_tables: usize,
+    /// What a seal does when no spare table is free (default [`SpareTableFallback::Copy`]).
+    pub when_no_spare_table: SpareTableFallback,
+    /// Seed of the flow tables' hash (default a fixed constant); give each worker a random one.
+    pub hash_seed: u64,
     /// Cells of the fragment table (default 4096).
     pub fragment_capacity: usize,
     /// Seconds a first fragment's ports stay available to its non-first fragments (default 30).
@@ -70,6 +137,9 @@ impl MeterConfig {
         MeterConfig {
             interval_secs,
             flow_capacity,
+            spare_tables: 2,
+            when_no_spare_table: SpareTableFallback::Copy,
+            hash_seed: DEFAULT_SEED,
             fragment_capacity: 4096,
             fragment_timeout_secs: 30,
             max_gap_windows: 10_000,
@@ -87,6 +157,9 @@ pub enum MeterError {
     /// `flow_capacity` is 0 or above 2^30.
     #[error("flow capacity {0} is outside 1..=2^30")]
     FlowCapacity(usize),
+    /// The flow tables could not be allocated.
+    #[error("cannot allocate the flow tables: {0}")]
+    TableAllocation(TableError),
     /// The new ENI table is not of the meter's table lineage, so its slots mean other ENIs.
     #[error(
         "the ENI table is not derived from the meter's table (lineage {got}, expected {expected})"
@@ -110,24 +183,28 @@ pub struct Meter {
     config: MeterConfig,
     enis: Arc<EniTable>,
     table: FlowTable,
+    spare_tables: Vec<FlowTable>,
     fragments: FragmentTable,
     /// Start of the open window while running.
     open: Option<u64>,
     /// While stopped after a flush: the earliest window a restart may open.
     resume_at: Option<u64>,
-    active: EniSet,
     /// Tables replaced during the open window that still name slots it references.
     window_older_enis: Vec<Arc<EniTable>>,
-    /// SKIPDATA counts of the open window, by slot.
-    skipped: Vec<SkipCounts>,
-    any_skipped: bool,
     pending: VecDeque<SealedWindow>,
-    spare: Vec<FlowBatch>,
+    spare_batches: Vec<FlowBatch>,
+    /// Scratch of the burst being accounted (capacity `2 * MAX_BURST`: two attributions per frame).
+    updates: Vec<FlowUpdate>,
+    /// Scratch of the burst's parsed packets with their actions (`MAX_BURST` slots, parsed in place).
+    packets: Vec<(Packet, Action)>,
+    /// `enis`, cloned ahead for the next seal (the clone's atomic increment stays out of the seal's pause).
+    seal_enis: Option<Arc<EniTable>>,
     counters: MeterCounters,
 }
 
 impl Meter {
-    /// A stopped meter capturing the ENIs of `enis`; allocates its flow and fragment tables now.
+    /// A stopped meter capturing the ENIs of `enis`; allocates and pre-faults its `1 + spare_tables` flow
+    /// tables and its fragment table now.
     pub fn new(config: MeterConfig, enis: Arc<EniTable>) -> Result<Meter, MeterError> {
         if config.interval_secs == 0 {
             return Err(MeterError::ZeroInterval);
@@ -136,9 +213,20 @@ impl Meter {
             return Err(MeterError::FlowCapacity(config.flow_capacity));
         }
         let slots = enis.slot_count();
+        let table = |c: &MeterConfig| {
+            let mut t = FlowTable::with_seed(c.flow_capacity, c.hash_seed)
+                .map_err(MeterError::TableAllocation)?;
+            t.reserve_enis(slots);
+            Ok::<_, MeterError>(t)
+        };
+        let mut spare_tables = Vec::with_capacity(config.spare_tables + 1);
+        for _ in 0..config.spare_tables {
+            spare_tables.push(table(&config)?);
+        }
         Ok(Meter {
             interval: u64::from(config.interval_secs),
-            table: FlowTable::with_capacity(config.flow_capacity),
+            table: table(&config)?,
+            spare_tables,
             fragments: FragmentTable::new(
                 config.fragment_capacity,
                 u64::from(config.fragment_timeout_secs),
@@ -147,12 +235,12 @@ impl Meter {
             enis,
             open: None,
             resume_at: None,
-            active: EniSet::with_slots(slots),
             window_older_enis: Vec::new(),
-            skipped: vec![SkipCounts::default(); slots],
-            any_skipped: false,
             pending: VecDeque::new(),
-            spare: Vec::new(),
+            spare_batches: Vec::new(),
+            updates: Vec::with_capacity(2 * MAX_BURST),
+            packets: vec![(Packet::default(), Action::Accept); MAX_BURST],
+            seal_enis: None,
             counters: MeterCounters::default(),
         })
     }
@@ -169,7 +257,12 @@ impl Meter {
             });
         }
         let mut keep_old = false;
-        for slot in self.active.iter() {
+        for (index, totals) in self.table.totals().iter().enumerate() {
+            if totals.is_zero() {
+                continue;
+            }
+            // Slots fit in u32 (EniTable refuses more).
+            let slot = EniSlot(index as u32);
             match (self.enis.eni(slot), enis.eni(slot)) {
                 (Some(old), Some(new)) if old.id != new.id => {
                     return Err(MeterError::SlotReclaimed(slot));
@@ -182,11 +275,12 @@ impl Meter {
         if keep_old {
             self.window_older_enis.push(Arc::clone(&self.enis));
         }
+        self.seal_enis = None;
         let slots = enis.slot_count();
-        if self.skipped.len() < slots {
-            self.skipped.resize(slots, SkipCounts::default());
+        self.table.reserve_enis(slots);
+        for table in &mut self.spare_tables {
+            table.reserve_enis(slots);
         }
-        self.active.reserve_slots(slots);
         self.enis = enis;
         Ok(())
     }
@@ -213,14 +307,67 @@ impl Meter {
         action: Action,
         out: &mut impl SealSink,
     ) {
-        self.counters.frames += 1;
-        self.counters.frame_bytes += wire_len.max(frame.len()) as u64;
-        self.roll_to(now_secs, out);
-        match parse(frame, wire_len) {
-            Ok(packet) => self.account_packet(now_secs, packet, action),
-            Err(Discard::NonIp) => self.counters.non_ip += 1,
-            Err(Discard::Malformed(reason)) => self.counters.count_malformed(reason),
+        if self.roll_to(now_secs, out) {
+            self.counters.late += 1;
         }
+        self.stage(now_secs, frame, wire_len, action);
+        self.apply_now();
+    }
+
+    /// Accounts a burst of frames received at `now_secs` (one clock read per burst): the same result as
+    /// [`Meter::account`] for each frame in order at that time, with the frame and flow-table accesses of the
+    /// whole burst overlapped (see "Hot path" in the module docs). Windows `now_secs` closes are sealed into
+    /// `out` first. An empty burst does nothing.
+    pub fn account_burst(&mut self, now_secs: u64, burst: &Burst<'_>, out: &mut impl SealSink) {
+        if burst.is_empty() {
+            return;
+        }
+        if self.roll_to(now_secs, out) {
+            self.counters.late += burst.len() as u64;
+        }
+        // Load every frame's first line, back to back, so their cache misses overlap.
+        let mut touched = 0u8;
+        for (frame, _, _) in burst.iter() {
+            touched ^= frame.get(12).copied().unwrap_or(0);
+        }
+        std::hint::black_box(touched);
+        // Parse the whole burst in place first, then attribute: each packet is read back long after it was
+        // written (no store-forwarding stalls), and nothing is moved.
+        let mut parsed = 0;
+        for (frame, wire_len, action) in burst.iter() {
+            self.counters.frames += 1;
+            self.counters.frame_bytes += wire_len.max(frame.len()) as u64;
+            // A burst holds at most MAX_BURST frames, the number of slots.
+            let Some(slot) = self.packets.get_mut(parsed) else {
+                break;
+            };
+            match parse_into(frame, wire_len, &mut slot.0) {
+                Ok(()) => {
+                    slot.1 = action;
+                    parsed += 1;
+                }
+                Err(Discard::NonIp) => self.counters.non_ip += 1,
+                Err(Discard::Malformed(reason)) => self.counters.count_malformed(reason),
+            }
+        }
+        for index in 0..parsed {
+            if let Some(&(packet, action)) = self.packets.get(index) {
+                self.stage_packet(now_secs, packet, action);
+            }
+        }
+        self.table.update_burst(&mut self.updates);
+        count_outcomes(&mut self.counters, &self.updates);
+        self.updates.clear();
+        self.counters.table_occupancy = self.table.len() as u64;
+        self.prepare_seal();
+    }
+
+    /// Adds a caller-measured cost: `cycles` (e.g. a TSC delta around a receive-and-account loop) spent on
+    /// `frames` frames. Counted in `cycles` and `cycle_frames`, whose ratio is the cycles per packet.
+    #[inline]
+    pub fn record_cycles(&mut self, cycles: u64, frames: u64) {
+        self.counters.cycles += cycles;
+        self.counters.cycle_frames += frames;
     }
 
     /// Clock tick without a frame (live mode): seals the open window and every later one that has ended by
@@ -229,7 +376,7 @@ impl Meter {
     pub fn advance(&mut self, now_secs: u64, out: &mut impl SealSink) {
         match self.open {
             Some(open) if now_secs >= open.saturating_add(self.interval) => {
-                self.roll_to(now_secs, out)
+                self.roll_to(now_secs, out);
             }
             _ => {
                 self.deliver_pending(out);
@@ -248,12 +395,35 @@ impl Meter {
         }
     }
 
-    /// Hands back the flow storage of a rendered window, so the next seal does not allocate.
+    /// Hands back the flow storage of a rendered window, so a later copy-out seal does not allocate.
     pub fn recycle(&mut self, mut flows: FlowBatch) {
-        if self.spare.len() < 4 {
+        if self.spare_batches.len() < 4 {
             flows.clear();
-            self.spare.push(flows);
+            self.spare_batches.push(flows);
         }
+    }
+
+    /// Takes back a sealed window's flow table ([`SealedWindow::take_table`]) into the spare pool, clearing it
+    /// in O(1). Gives it back when it is not of this meter's shape (capacity and seed) or the pool already
+    /// holds `spare_tables` tables: drop it off the worker's thread.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the table must come back to the caller, who frees it off the worker's thread"
+    )]
+    pub fn recycle_table(&mut self, mut table: FlowTable) -> Result<(), FlowTable> {
+        if !table.same_shape(&self.table) || self.spare_tables.len() >= self.config.spare_tables {
+            return Err(table);
+        }
+        table.clear();
+        table.reserve_enis(self.enis.slot_count());
+        self.spare_tables.push(table);
+        self.counters.tables_recycled += 1;
+        Ok(())
+    }
+
+    /// Empty flow tables in the pool, ready for the next seal.
+    pub fn spare_tables(&self) -> usize {
+        self.spare_tables.len()
     }
 
     /// The counters.
@@ -286,34 +456,54 @@ impl Meter {
         self.table.len()
     }
 
-    /// Makes the window holding `now` the open one, sealing what it closes; counts `late` frames.
+    /// Keeps the seal's path warm, once per burst (a handful of loads that hit the L1 cache): the next seal then
+    /// finds the spare table, the pending queue, its counters and configuration in cache instead of paying a
+    /// miss for each, and the ENI table already cloned for its window.
     #[inline]
-    fn roll_to(&mut self, now: u64, out: &mut impl SealSink) {
+    fn prepare_seal(&mut self) {
+        if self.seal_enis.is_none() {
+            self.seal_enis = Some(Arc::clone(&self.enis));
+        }
+        let warm = self.spare_tables.last().map_or(0, FlowTable::capacity)
+            ^ self.pending.len()
+            ^ self.window_older_enis.len()
+            ^ self.spare_batches.len()
+            ^ self.config.max_gap_windows as usize
+            ^ self.counters.seals_swapped as usize
+            ^ self.counters.windows_sealed as usize;
+        std::hint::black_box(warm);
+    }
+
+    /// Makes the window holding `now` the open one, sealing what it closes. Returns whether `now` is older than
+    /// the open window (its frames are `late`).
+    #[inline]
+    fn roll_to(&mut self, now: u64, out: &mut impl SealSink) -> bool {
         if let Some(open) = self.open
             && now >= open
             && now - open < self.interval
         {
             // The common case: the frame belongs to the open window (no division).
-            return;
+            return false;
         }
+        self.roll_slow(now, out)
+    }
+
+    #[inline(never)]
+    fn roll_slow(&mut self, now: u64, out: &mut impl SealSink) -> bool {
         let target = window_start(now, self.interval);
         let Some(open) = self.open else {
-            let start = match self.resume_at.take() {
-                Some(resume) if target < resume => {
-                    self.counters.late += 1;
-                    resume
-                }
-                _ => target,
+            let (start, late) = match self.resume_at.take() {
+                Some(resume) if target < resume => (resume, true),
+                _ => (target, false),
             };
             self.open = Some(start);
-            return;
+            return late;
         };
         if target == open {
-            return;
+            return false;
         }
         if target < open {
-            self.counters.late += 1;
-            return;
+            return true;
         }
         self.seal(open, out);
         let empty = (target - open) / self.interval - 1;
@@ -327,15 +517,70 @@ impl Meter {
             }
         }
         self.open = Some(target);
+        false
+    }
+
+    /// Counts and parses one frame; its attributions go to the scratch array.
+    #[inline]
+    fn stage(&mut self, now: u64, frame: &[u8], wire_len: usize, action: Action) {
+        self.counters.frames += 1;
+        self.counters.frame_bytes += wire_len.max(frame.len()) as u64;
+        match parse(frame, wire_len) {
+            Ok(packet) => self.stage_packet(now, packet, action),
+            Err(Discard::NonIp) => self.counters.non_ip += 1,
+            Err(Discard::Malformed(reason)) => self.counters.count_malformed(reason),
+        }
     }
 
     #[inline]
-    fn account_packet(&mut self, now: u64, mut packet: Packet, action: Action) {
+    fn stage_packet(&mut self, now: u64, mut packet: Packet, action: Action) {
         self.counters.ip_packets += 1;
         if packet.vni.is_some() {
             self.counters.vxlan_decapsulated += 1;
         }
-        match self.fragments.resolve(&mut packet, now) {
+        if packet.fragment.is_some() {
+            self.resolve_fragment(&mut packet, now);
+        }
+        let src = self.enis.lookup(packet.src_mac);
+        let dst = self.enis.lookup(packet.dst_mac);
+        if src.is_none() && dst.is_none() {
+            self.counters.unattributed += 1;
+            return;
+        }
+        let shared = SharedKey::new(
+            packet.family,
+            &packet.src,
+            &packet.dst,
+            packet.src_port,
+            packet.dst_port,
+            packet.protocol,
+        );
+        let bytes = u64::from(packet.ip_len);
+        if let Some(slot) = src {
+            self.stage_attribution(
+                &shared,
+                slot,
+                Direction::Out,
+                bytes,
+                packet.tcp_flags,
+                action,
+            );
+        }
+        if let Some(slot) = dst {
+            self.stage_attribution(
+                &shared,
+                slot,
+                Direction::In,
+                bytes,
+                packet.tcp_flags,
+                action,
+            );
+        }
+    }
+
+    #[inline(never)]
+    fn resolve_fragment(&mut self, packet: &mut Packet, now: u64) {
+        match self.fragments.resolve(packet, now) {
             FragmentOutcome::NotFragment => {}
             FragmentOutcome::First { evicted } => {
                 self.counters.fragments_first += 1;
@@ -347,73 +592,81 @@ impl Meter {
                 self.counters.fragments_unmatched += 1;
             }
         }
-        let src = self.enis.lookup(packet.src_mac);
-        let dst = self.enis.lookup(packet.dst_mac);
-        if src.is_none() && dst.is_none() {
-            self.counters.unattributed += 1;
-            return;
-        }
-        if let Some(slot) = src {
-            self.attribute(slot, Direction::Out, &packet, action);
-        }
-        if let Some(slot) = dst {
-            self.attribute(slot, Direction::In, &packet, action);
-        }
     }
 
-    #[inline]
-    fn attribute(&mut self, slot: EniSlot, direction: Direction, packet: &Packet, action: Action) {
-        let key = FlowKey {
-            src: packet.src,
-            dst: packet.dst,
-            eni: slot,
-            src_port: packet.src_port,
-            dst_port: packet.dst_port,
-            protocol: packet.protocol,
-            direction,
-            action,
-            family: packet.family,
-        };
-        let bytes = u64::from(packet.ip_len);
+    #[inline(always)]
+    fn stage_attribution(
+        &mut self,
+        shared: &SharedKey,
+        slot: EniSlot,
+        direction: Direction,
+        bytes: u64,
+        tcp_flags: u8,
+        action: Action,
+    ) {
         self.counters.attributed += 1;
         self.counters.attributed_bytes += bytes;
-        self.active.insert(slot);
-        if !self.table.add(&key, bytes, packet.tcp_flags) {
-            self.counters.table_full_packets += 1;
-            self.counters.table_full_bytes += bytes;
-            if let Some(skip) = self.skipped.get_mut(slot.index()) {
-                skip.add(SkipCounts { packets: 1, bytes });
-                self.any_skipped = true;
-            }
-        }
+        let key = self.table.attribution_key(shared, slot, direction, action);
+        // At most 2 * MAX_BURST attributions are staged before `apply` empties the scratch: no reallocation.
+        self.updates.push(FlowUpdate::new(key, bytes, tcp_flags));
     }
 
-    /// Seals the window starting at `start` with the open window's contents (empty after the first call).
-    fn seal(&mut self, start: u64, out: &mut impl SealSink) {
-        let mut flows = self.spare.pop().unwrap_or_default();
-        self.table.drain_into(&mut flows);
-        let mut skipped = Vec::new();
-        if self.any_skipped {
-            for (index, skip) in self.skipped.iter_mut().enumerate() {
-                if !skip.is_zero() {
-                    // Slots fit in u32 (EniTable refuses more).
-                    skipped.push((EniSlot(index as u32), std::mem::take(skip)));
-                }
-            }
-            self.any_skipped = false;
+    /// Applies the staged attributions of one frame to the flow table at once (no pipeline).
+    #[inline]
+    fn apply_now(&mut self) {
+        for update in &mut self.updates {
+            *update = FlowUpdate::applied(
+                update,
+                self.table
+                    .add_key(update.key(), update.bytes(), update.tcp_flags()),
+            );
         }
-        let active =
-            std::mem::replace(&mut self.active, EniSet::with_slots(self.enis.slot_count()));
-        let window = SealedWindow {
+        count_outcomes(&mut self.counters, &self.updates);
+        self.updates.clear();
+        self.counters.table_occupancy = self.table.len() as u64;
+    }
+
+    /// Seals the window starting at `start` with the open window's contents (empty after the first call). With
+    /// a spare table free this allocates nothing and does O(1) work besides the sink.
+    fn seal(&mut self, start: u64, out: &mut impl SealSink) {
+        let enis = match self.seal_enis.take() {
+            Some(enis) if Arc::ptr_eq(&enis, &self.enis) => enis,
+            _ => Arc::clone(&self.enis),
+        };
+        let mut window = SealedWindow {
             start,
             end: start.saturating_add(self.interval),
-            enis: self.enis.clone(),
+            enis,
             older_enis: std::mem::take(&mut self.window_older_enis),
-            flows,
-            active,
-            skipped,
+            table: None,
+            contents: Default::default(),
             summarised: false,
         };
+        if self.table.has_traffic() {
+            if let Some(spare) = self.spare_tables.pop() {
+                window.table = Some(std::mem::replace(&mut self.table, spare));
+                self.counters.seals_swapped += 1;
+            } else {
+                match self.config.when_no_spare_table {
+                    SpareTableFallback::Copy => {
+                        let mut contents = Contents::of(&self.table, false);
+                        contents.flows = self.spare_batches.pop().unwrap_or_default();
+                        self.table.drain_into(&mut contents.flows);
+                        window.contents = contents.into();
+                        self.counters.seals_copied += 1;
+                    }
+                    SpareTableFallback::SkipData => {
+                        window.contents = Contents::of(&self.table, false).into();
+                        self.table.clear();
+                        let (_, _, moved) = window.summarise();
+                        self.counters.no_table_packets += moved.packets;
+                        self.counters.no_table_bytes += moved.bytes;
+                        self.counters.seals_without_table += 1;
+                    }
+                }
+            }
+        }
+        self.counters.table_occupancy = 0;
         if self.deliver_pending(out) {
             self.offer(window, out);
         } else {
@@ -444,9 +697,13 @@ impl Meter {
 
     fn refused(&mut self, mut window: SealedWindow) {
         self.counters.windows_refused += 1;
-        let (flows, moved) = window.summarise();
+        let (table, flows, moved) = window.summarise();
         self.counters.refused_packets += moved.packets;
         self.counters.refused_bytes += moved.bytes;
+        if let Some(table) = table {
+            // Our own table, back from the window: it always fits the pool it came from.
+            self.spare_tables.push(table);
+        }
         self.recycle(flows);
         self.pending.push_back(window);
         while self.pending.len() > self.config.max_pending_windows.max(1) {

@@ -1,19 +1,72 @@
-//! The per-worker flow table of the open window, and the batch a sealed window carries its flows in.
+//! The per-worker flow table of the open window: bucketized, burst-pipelined, pre-faulted, cleared in O(1);
+//! and the batch a sealed window's flows are read from.
+//!
+//! # Layout
+//! - **Index**: an array of 64-byte buckets, one cache line each: an epoch (`u32`), a fill count (`u32`),
+//!   [`SLOTS_PER_BUCKET`] = 7 tags (`u32`, the low half of the flow's hash) and 7 references (`u32`) into the
+//!   entry arena. A lookup reads one bucket line, compares the tags, and reads the entry only on a tag match
+//!   (a false match costs one extra compare once in 2^32). A full bucket overflows into the next one (linear
+//!   probing over buckets); flows are never removed within a window, so a bucket with a free slot ends a search.
+//! - **Entries**: a dense arena of 64-byte lines. Compact IPv4 entries (32 bytes: addresses, ENI slot, ports,
+//!   protocol, direction, action, 40-bit packet count, 64-bit byte count, flags) are allocated upwards from the
+//!   first line, two per line; IPv6 entries (64 bytes, one line) downwards from the last line. Both regions
+//!   stay dense, so reading the flows out is a sequential scan of the used lines.
+//!
+//! # Capacity and memory
+//! The capacity is counted in *units*: an IPv4 flow takes one unit, an IPv6 flow two (a key that is not a
+//! plain IPv4 key, e.g. family V4 with unmapped addresses, takes the IPv6 form). A table of capacity `C` holds
+//! `C` IPv4 flows, `C / 2` IPv6 flows, or any mix with `ipv4 + 2 * ipv6 <= C`. It allocates `C / 2` entry lines
+//! (32 bytes per unit) and `ceil(C * 5 / 28)` buckets (1.25 index slots per unit, at most 80% of the slots
+//! used), so per flow, at full capacity ([`IPV4_BYTES_PER_FLOW`], [`IPV6_BYTES_PER_FLOW`]):
+//! - IPv4: 32 bytes of entry + 11.4 bytes of index = **43.4 bytes**;
+//! - IPv6: 64 bytes of entry + 22.9 bytes of index (two units) = **86.9 bytes**.
+//!
+//! # Hash, and independence from RSS
+//! Each table hashes the flow key with its own seeded 64-bit hash ([`FlowTable::with_seed`], folded 64x64->128
+//! multiplications over the key's words, with four secrets derived from the seed by SplitMix64). Bits 32..64
+//! of that hash pick the bucket (multiply-shift range reduction, so any bucket count works), bits 0..32 are the
+//! tag. The NIC's RSS hash (symmetric Toeplitz over the addresses and ports) chooses the worker's queue; it is
+//! never read here, and the seeded multiply hash is statistically independent of it, so the flows one queue
+//! receives spread over all buckets. Give each worker a random seed to deny hash flooding (the dataplane has no
+//! entropy source: the caller provides it).
+//!
+//! # Clearing
+//! [`FlowTable::clear`] is O(1): it bumps the table's epoch and resets the two arena fill counts. A bucket whose
+//! epoch is not the table's is empty and is reset by the first insert into it. When the 32-bit epoch wraps
+//! (after 4 billion clears) every bucket is rewritten once.
+//!
+//! # Burst pipeline
+//! [`FlowTable::update_burst`] takes a burst of hashed keys ([`FlowUpdate`]) and works in four passes: (1) it
+//! loads every key's home bucket, the loads issued back to back so the CPU overlaps their cache and TLB misses;
+//! (2) in the now-cached buckets it finds each key's first tag match (loading the overflow bucket of a full
+//! bucket without one); (3) it loads every candidate entry, again back to back; (4) it updates or inserts, in
+//! order: a candidate that holds the key is updated directly, anything else (a new flow, a tag collision, an
+//! overflowed key, a flow inserted earlier in the same burst) takes the ordinary probe. The first three passes
+//! only warm the cache, so the result always equals one [`FlowTable::add_key`] per update in order. Stable Rust
+//! offers no safe prefetch instruction (`core::arch::x86_64::_mm_prefetch` needs `unsafe`,
+//! `std::hint::prefetch_read` is unstable on 1.95) and this crate forbids `unsafe`: hence real loads, whose
+//! values are folded into a `black_box` so they are not optimised away.
+//!
+//! # Per-ENI totals
+//! The table also keeps, per ENI slot, the packets and bytes it recorded and the ones it refused (full,
+//! saturated) in the window ([`FlowTable::totals`]). They travel with the table at a seal, so the worker computes
+//! nothing per window: the exporter derives the window's per-ENI SKIPDATA and traffic set from them, and a
+//! refused window is summarised in O(ENIs). [`FlowTable::reserve_enis`] sizes them ahead (the meter does), so
+//! updates never allocate.
 //!
 //! # Guarantees
-//! - All memory is allocated by [`FlowTable::with_capacity`]; [`FlowTable::add`] never allocates. When
-//!   [`FlowTable::capacity`] flows are present, `add` of a new key returns `false` (the caller accounts the
-//!   packet as SKIPDATA); a known key is always updated.
-//! - [`FlowTable::drain_into`] moves every flow out in O(flows) and leaves the table empty for the next window.
-//!
-//! # Design
-//! Open addressing with linear probing over 64-byte buckets (key, flags, packets, bytes: one cache line),
-//! about 4/3 buckets per flow of capacity, indexed by the high bits of [`FlowKey::hash64`] with a
-//! multiply-shift range reduction (no power-of-two rounding). An empty bucket has `packets == 0`. A list of
-//! occupied bucket indices (preallocated) makes draining proportional to the flows, not to the table.
-//! The API (`add`, `drain_into`) is what a later bucketized, burst-pipelined table keeps.
+//! - Every byte of the index and arena is written at creation ([`FlowTable::with_seed`]), so the pages are
+//!   resident before the first packet; nothing is allocated afterwards.
+//! - A known key is always updated, unless its counters would overflow ([`AddOutcome::Saturated`]: 2^40 - 1
+//!   packets for a compact IPv4 entry, 2^64 - 1 bytes for any): the caller counts that packet as SKIPDATA. A new
+//!   key is inserted while units remain, else refused ([`AddOutcome::Full`]), changing nothing.
 
-use super::key::FlowKey;
+use std::fmt;
+
+use super::eni::EniSlot;
+use super::key::{Action, Direction, FlowKey};
+use super::window::SkipCounts;
+use crate::wire::{AddrBytes, Family};
 
 /// Counts of one flow in one window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,6 +130,7 @@ impl FlowBatch {
         self.entries.clear();
     }
 
+    #[cfg(test)]
     pub(crate) fn push(&mut self, entry: FlowEntry) {
         self.entries.push(entry);
     }
@@ -103,126 +157,966 @@ impl FlowBatch {
     }
 }
 
+/// Largest supported capacity in units (entry references are 31-bit).
+pub const MAX_FLOW_CAPACITY: usize = 1 << 30;
+
+/// Flow slots per 64-byte bucket.
+pub const SLOTS_PER_BUCKET: usize = 7;
+
+/// Bytes of a compact IPv4 entry.
+pub const IPV4_ENTRY_BYTES: usize = 32;
+
+/// Bytes of an IPv6 (long) entry.
+pub const IPV6_ENTRY_BYTES: usize = 64;
+
+/// Index bytes per unit of capacity: 64-byte buckets of 7 slots, 1.25 slots per unit.
+pub const INDEX_BYTES_PER_UNIT: f64 = 64.0 * 5.0 / (4.0 * SLOTS_PER_BUCKET as f64);
+
+/// Table bytes per IPv4 flow at full capacity: entry plus its share of the index (43.4).
+pub const IPV4_BYTES_PER_FLOW: f64 = IPV4_ENTRY_BYTES as f64 + INDEX_BYTES_PER_UNIT;
+
+/// Table bytes per IPv6 flow at full capacity: entry plus the index share of its two units (86.9).
+pub const IPV6_BYTES_PER_FLOW: f64 = IPV6_ENTRY_BYTES as f64 + 2.0 * INDEX_BYTES_PER_UNIT;
+
+// The target: at most 64 bytes per IPv4 flow, entry and index together.
+const _: () = assert!(IPV4_BYTES_PER_FLOW <= 64.0);
+
+/// Most packets a compact IPv4 entry counts (40 bits); one more is [`AddOutcome::Saturated`].
+pub const IPV4_MAX_PACKETS: u64 = (1 << 40) - 1;
+
+/// Errors of creating a [`FlowTable`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    /// The capacity is 0 or above [`MAX_FLOW_CAPACITY`].
+    #[error("flow capacity {0} is outside 1..=2^30")]
+    Capacity(usize),
+    /// The allocator refused the table's memory.
+    #[error("cannot allocate {bytes} bytes for a flow table")]
+    Allocation {
+        /// Bytes requested.
+        bytes: usize,
+    },
+}
+
+/// What [`FlowTable::add_key`] did with one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AddOutcome {
+    /// Not applied yet (the state of a [`FlowUpdate`] before [`FlowTable::update_burst`]).
+    #[default]
+    Pending,
+    /// Added to an existing flow.
+    Updated,
+    /// A new flow was inserted.
+    Inserted,
+    /// New flow, no unit left: nothing changed.
+    Full,
+    /// The flow's packet or byte count would overflow: nothing changed.
+    Saturated,
+}
+
+impl AddOutcome {
+    /// Whether the packet was counted in the table.
+    #[inline]
+    pub fn is_counted(self) -> bool {
+        matches!(self, AddOutcome::Updated | AddOutcome::Inserted)
+    }
+}
+
+/// A flow key in a table's internal form, with its hash: build it with [`FlowTable::key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableKey {
+    /// Compact: `[addresses, eni|ports, protocol|meta, 0, 0, 0]`; long: `[src, src, dst, dst, eni|ports,
+    /// protocol|meta]`.
+    words: [u64; 6],
+    long: bool,
+    hash: u64,
+}
+
+impl TableKey {
+    /// The key's hash under the table's seed.
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    /// Whether the key takes the long (IPv6, two-unit) form.
+    pub fn is_long(&self) -> bool {
+        self.long
+    }
+
+    /// The ENI slot of the flow.
+    #[inline]
+    pub fn eni(&self) -> EniSlot {
+        EniSlot(if self.long {
+            self.words[4]
+        } else {
+            self.words[1]
+        } as u32)
+    }
+}
+
+/// The part of a flow key that a packet's attributions share: addresses, ports, protocol, family.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SharedKey {
+    /// Compact: `[src | dst << 32, 0, 0, 0]`; long: the two addresses as little-endian words.
+    addresses: [u64; 4],
+    /// `src_port << 32 | dst_port << 48`.
+    ports: u64,
+    /// Protocol, and the IPv6 family bit of the long form's meta byte.
+    tail: u64,
+    long: bool,
+}
+
+impl SharedKey {
+    /// The shared part of the keys of a packet with these fields.
+    #[inline]
+    pub(crate) fn new(
+        family: Family,
+        src: &AddrBytes,
+        dst: &AddrBytes,
+        src_port: u16,
+        dst_port: u16,
+        protocol: u8,
+    ) -> SharedKey {
+        let ports = u64::from(src_port) << 32 | u64::from(dst_port) << 48;
+        let (src_head, src_v4) = split_address(src);
+        let (dst_head, dst_v4) = split_address(dst);
+        if family == Family::V4 && src_head == V4_MAPPED_HEAD && dst_head == V4_MAPPED_HEAD {
+            SharedKey {
+                addresses: [u64::from(src_v4) | u64::from(dst_v4) << 32, 0, 0, 0],
+                ports,
+                tail: u64::from(protocol),
+                long: false,
+            }
+        } else {
+            let src = u128::from_le_bytes(*src);
+            let dst = u128::from_le_bytes(*dst);
+            let v6 = if family == Family::V6 {
+                META_V6 << 8
+            } else {
+                0
+            };
+            SharedKey {
+                addresses: [
+                    src as u64,
+                    (src >> 64) as u64,
+                    dst as u64,
+                    (dst >> 64) as u64,
+                ],
+                ports,
+                tail: u64::from(protocol) | v6,
+                long: true,
+            }
+        }
+    }
+}
+
+/// The first 12 bytes of `::ffff:a.b.c.d`, as [`split_address`] reads them.
+const V4_MAPPED_HEAD: u128 = 0xffff_u128 << 80;
+
+/// An address as (its first 12 bytes, its last 4 bytes), read little-endian with two loads of its own bytes.
+#[inline]
+fn split_address(addr: &AddrBytes) -> (u128, u32) {
+    let [head @ .., a, b, c, d] = *addr;
+    let mut wide = [0u8; 16];
+    if let Some(w) = wide.first_chunk_mut::<12>() {
+        *w = head;
+    }
+    (u128::from_le_bytes(wide), u32::from_le_bytes([a, b, c, d]))
+}
+
+/// Packets and bytes of one ENI in a table's window: recorded in flows, or skipped (SKIPDATA).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EniTotals {
+    /// Counted in the ENI's flows (OK records).
+    pub recorded: SkipCounts,
+    /// Not recorded: table full or counters saturated (SKIPDATA).
+    pub skipped: SkipCounts,
+}
+
+impl EniTotals {
+    /// Whether the ENI had no traffic.
+    pub fn is_zero(&self) -> bool {
+        self.recorded.is_zero() && self.skipped.is_zero()
+    }
+}
+
+/// One packet's update of a burst: see [`FlowTable::update_burst`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowUpdate {
+    key: TableKey,
+    bytes: u64,
+    tcp_flags: u8,
+    outcome: AddOutcome,
+    /// Home bucket (pass 1).
+    bucket: u32,
+    /// Reference of the first tag match in the home bucket, or [`NO_ENTRY`] (pass 2).
+    candidate: u32,
+}
+
+impl FlowUpdate {
+    /// One packet of `bytes` with `tcp_flags` for the flow `key`.
+    #[inline]
+    pub fn new(key: TableKey, bytes: u64, tcp_flags: u8) -> Self {
+        FlowUpdate {
+            key,
+            bytes,
+            tcp_flags,
+            outcome: AddOutcome::Pending,
+            bucket: 0,
+            candidate: NO_ENTRY,
+        }
+    }
+
+    /// The flow.
+    pub fn key(&self) -> &TableKey {
+        &self.key
+    }
+
+    /// IP bytes of the packet.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// TCP flags of the packet.
+    pub fn tcp_flags(&self) -> u8 {
+        self.tcp_flags
+    }
+
+    /// What [`FlowTable::update_burst`] did ([`AddOutcome::Pending`] before).
+    pub fn outcome(&self) -> AddOutcome {
+        self.outcome
+    }
+
+    /// `update` with `outcome` set (applied one at a time with [`FlowTable::add_key`]).
+    #[inline]
+    pub(crate) fn applied(update: &FlowUpdate, outcome: AddOutcome) -> FlowUpdate {
+        FlowUpdate { outcome, ..*update }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 #[repr(C, align(64))]
 struct Bucket {
-    key: FlowKey,
-    tcp_flags: u8,
-    packets: u64,
-    bytes: u64,
+    epoch: u32,
+    len: u32,
+    tags: [u32; SLOTS_PER_BUCKET],
+    refs: [u32; SLOTS_PER_BUCKET],
 }
 
 const _: () = assert!(size_of::<Bucket>() == 64);
 
-/// A fixed-capacity open-addressing flow table (see the module docs).
-#[derive(Debug)]
+const EMPTY_BUCKET: Bucket = Bucket {
+    epoch: 0,
+    len: 0,
+    tags: [0; SLOTS_PER_BUCKET],
+    refs: [0; SLOTS_PER_BUCKET],
+};
+
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u64; 8]);
+
+const _: () = assert!(size_of::<Line>() == 64);
+
+/// A reference's bit marking a long entry (its index is a line); otherwise the index is a compact half-line.
+const LONG: u32 = 1 << 31;
+
+/// No entry: a long reference beyond any arena (lines < 2^30).
+const NO_ENTRY: u32 = u32::MAX;
+
+// Meta byte: direction, action and (long form) family.
+const META_OUT: u64 = 1;
+const META_REJECT: u64 = 2;
+const META_V6: u64 = 4;
+
+/// Packets field of a compact entry: bits 24..64 of word 3.
+const SHORT_PACKET_SHIFT: u32 = 24;
+
+/// A fixed-capacity, bucketized flow table (see the module docs). The handle is one pointer: a seal moves it
+/// between the meter, its pool and the exporter without touching the table's memory.
 pub struct FlowTable {
-    buckets: Vec<Bucket>,
-    occupied: Vec<u32>,
-    capacity: usize,
+    t: Box<Tables>,
 }
 
-/// Largest supported capacity (bucket indices are u32).
-pub const MAX_FLOW_CAPACITY: usize = 1 << 30;
+/// The table's state behind its handle.
+struct Tables {
+    buckets: Vec<Bucket>,
+    lines: Vec<Line>,
+    epoch: u32,
+    /// Compact entries in use (half-lines from the start).
+    short_len: u32,
+    /// Long entries in use (lines from the end).
+    long_len: u32,
+    capacity: usize,
+    seed: u64,
+    secrets: [u64; 4],
+    /// Per-ENI packets and bytes of the window, by slot.
+    totals: Vec<EniTotals>,
+    /// Whether any update was applied since the last clear (flows or skipped packets).
+    traffic: bool,
+}
+
+/// The seed of [`FlowTable::with_capacity`].
+pub const DEFAULT_SEED: u64 = 0x243f_6a88_85a3_08d3;
 
 impl FlowTable {
-    /// A table for up to `capacity` flows (clamped to 1..=[`MAX_FLOW_CAPACITY`]), fully allocated now.
+    /// A table of `capacity` units (clamped to 1..=[`MAX_FLOW_CAPACITY`]) with the [`DEFAULT_SEED`], fully
+    /// allocated and pre-faulted now. Aborts if memory is short, like `Vec`; see [`FlowTable::with_seed`].
     pub fn with_capacity(capacity: usize) -> Self {
         let capacity = capacity.clamp(1, MAX_FLOW_CAPACITY);
-        let buckets = capacity + capacity / 3 + 1;
-        let empty = Bucket {
-            key: FlowKey {
-                src: [0; 16],
-                dst: [0; 16],
-                eni: super::EniSlot(0),
-                src_port: 0,
-                dst_port: 0,
-                protocol: 0,
-                direction: super::Direction::In,
-                action: super::Action::Accept,
-                family: crate::wire::Family::V4,
-            },
-            tcp_flags: 0,
-            packets: 0,
-            bytes: 0,
-        };
-        FlowTable {
-            buckets: vec![empty; buckets],
-            occupied: Vec::with_capacity(capacity),
-            capacity,
+        match FlowTable::with_seed(capacity, DEFAULT_SEED) {
+            Ok(table) => table,
+            Err(error) => panic!("{error}"),
         }
     }
 
-    /// Adds one packet of `bytes` with `tcp_flags` to the flow `key`. Returns `false`, changing nothing, when the
-    /// key is new and the table already holds [`FlowTable::capacity`] flows.
+    /// A table of `capacity` units hashing with `seed`, fully allocated and pre-faulted now (every page written).
+    pub fn with_seed(capacity: usize, seed: u64) -> Result<Self, TableError> {
+        if capacity == 0 || capacity > MAX_FLOW_CAPACITY {
+            return Err(TableError::Capacity(capacity));
+        }
+        let buckets = (capacity * 5).div_ceil(4 * SLOTS_PER_BUCKET).max(1);
+        let lines = capacity.div_ceil(2);
+        Ok(FlowTable {
+            t: Box::new(Tables {
+                buckets: prefaulted(buckets, EMPTY_BUCKET)?,
+                lines: prefaulted(lines, Line([0; 8]))?,
+                epoch: 1,
+                short_len: 0,
+                long_len: 0,
+                capacity,
+                seed,
+                secrets: secrets(seed),
+                totals: Vec::new(),
+                traffic: false,
+            }),
+        })
+    }
+
+    /// Makes room for the per-ENI totals of slots below `slots`, so that updates never allocate.
+    pub fn reserve_enis(&mut self, slots: usize) {
+        if self.t.totals.len() < slots {
+            self.t.totals.resize(slots, EniTotals::default());
+        }
+    }
+
+    /// The table's form of `key`, hashed with its seed.
     #[inline]
-    pub fn add(&mut self, key: &FlowKey, bytes: u64, tcp_flags: u8) -> bool {
-        let n = self.buckets.len();
-        let mut i = ((u128::from(key.hash64()) * n as u128) >> 64) as usize;
-        // At most `capacity` of the `n > capacity` buckets are used, so the probe meets the key or an empty
-        // bucket within `n` steps.
-        for _ in 0..n {
-            let Some(bucket) = self.buckets.get_mut(i) else {
-                break;
-            };
-            if bucket.packets == 0 {
-                if self.occupied.len() >= self.capacity {
-                    return false;
-                }
-                bucket.key = *key;
-                bucket.packets = 1;
-                bucket.bytes = bytes;
-                bucket.tcp_flags = tcp_flags;
-                // i < n <= MAX_FLOW_CAPACITY * 4 / 3 + 1 < u32::MAX.
-                self.occupied.push(i as u32);
-                return true;
+    pub fn key(&self, key: &FlowKey) -> TableKey {
+        let shared = SharedKey::new(
+            key.family,
+            &key.src,
+            &key.dst,
+            key.src_port,
+            key.dst_port,
+            key.protocol,
+        );
+        self.attribution_key(&shared, key.eni, key.direction, key.action)
+    }
+
+    /// The key of one attribution of a packet: `shared` completed with the ENI, direction and action.
+    #[inline]
+    pub(crate) fn attribution_key(
+        &self,
+        shared: &SharedKey,
+        eni: EniSlot,
+        direction: Direction,
+        action: Action,
+    ) -> TableKey {
+        let meta = if direction == Direction::Out {
+            META_OUT
+        } else {
+            0
+        } | if action == Action::Reject {
+            META_REJECT
+        } else {
+            0
+        };
+        let eni_ports = u64::from(eni.0) | shared.ports;
+        let tail = shared.tail | meta << 8;
+        let s = &self.t.secrets;
+        let w = &shared.addresses;
+        if shared.long {
+            let words = [w[0], w[1], w[2], w[3], eni_ports, tail];
+            let a = fold(w[0] ^ s[0], w[1] ^ s[1]);
+            let b = fold(w[2] ^ s[2], w[3] ^ s[3]);
+            let c = fold(a ^ eni_ports, b ^ tail ^ s[1]);
+            let hash = fold(c ^ s[2], s[3] | 1);
+            TableKey {
+                words,
+                long: true,
+                hash,
             }
-            if bucket.key == *key {
-                bucket.packets += 1;
-                bucket.bytes += bytes;
-                bucket.tcp_flags |= tcp_flags;
-                return true;
-            }
-            i += 1;
-            if i == n {
-                i = 0;
+        } else {
+            let h = fold(w[0] ^ s[0], eni_ports ^ s[1]);
+            let hash = fold(h ^ tail ^ s[2], s[3] | 1);
+            TableKey {
+                words: [w[0], eni_ports, tail, 0, 0, 0],
+                long: false,
+                hash,
             }
         }
-        false
+    }
+
+    /// Adds one packet of `bytes` with `tcp_flags` to the flow `key`. Returns `false`, changing no flow, when the
+    /// key is new and no unit is left, or when the flow's counters would overflow (the packet is then counted
+    /// as skipped in its ENI's totals).
+    #[inline]
+    pub fn add(&mut self, key: &FlowKey, bytes: u64, tcp_flags: u8) -> bool {
+        let key = self.key(key);
+        self.add_key(&key, bytes, tcp_flags).is_counted()
+    }
+
+    /// Adds one packet to the flow `key` (made by this table's [`FlowTable::key`] or a table of the same seed),
+    /// and to its ENI's totals (recorded or skipped).
+    #[inline]
+    pub fn add_key(&mut self, key: &TableKey, bytes: u64, tcp_flags: u8) -> AddOutcome {
+        let home = bucket_index(key.hash, self.t.buckets.len());
+        let outcome = self.probe(home, key, bytes, tcp_flags);
+        self.count(key.eni(), bytes, outcome);
+        outcome
+    }
+
+    /// Applies a burst of updates in order, setting each [`FlowUpdate::outcome`]; the same result as one
+    /// [`FlowTable::add_key`] per update, with the buckets and entries of the whole burst loaded first (see
+    /// the module docs). The same as [`FlowTable::load_buckets`], [`FlowTable::load_entries`] and
+    /// [`FlowTable::apply_loaded`] in a row.
+    pub fn update_burst(&mut self, updates: &mut [FlowUpdate]) {
+        self.load_buckets(updates);
+        self.load_entries(updates);
+        self.apply_loaded(updates);
+    }
+
+    /// Pipeline pass 1: computes each update's home bucket and loads it (loads issued back to back). Changes no
+    /// flow. A caller that does other work before [`FlowTable::load_entries`] hides the buckets' latency.
+    pub fn load_buckets(&self, updates: &mut [FlowUpdate]) {
+        let n = self.t.buckets.len();
+        let mut touched = 0u32;
+        for update in updates.iter_mut() {
+            let home = bucket_index(update.key.hash, n);
+            // n <= MAX_FLOW_CAPACITY < 2^32.
+            update.bucket = home as u32;
+            if let Some(bucket) = self.t.buckets.get(home) {
+                touched ^= bucket.epoch;
+            }
+        }
+        std::hint::black_box(touched);
+    }
+
+    /// Pipeline passes 2 and 3, after [`FlowTable::load_buckets`] on the same updates: finds each update's first
+    /// tag match in its (cached) home bucket, loading the overflow bucket of a full bucket without one, then
+    /// loads every candidate entry (back to back). Changes no flow.
+    pub fn load_entries(&self, updates: &mut [FlowUpdate]) {
+        let n = self.t.buckets.len();
+        let epoch = self.t.epoch;
+        let mut touched = 0u32;
+        for update in updates.iter_mut() {
+            update.candidate = NO_ENTRY;
+            if let Some(bucket) = self.t.buckets.get(update.bucket as usize) {
+                let matches = tag_matches(bucket, epoch, update.key.hash as u32);
+                if matches != 0
+                    && let Some(&reference) = bucket.refs.get(matches.trailing_zeros() as usize)
+                {
+                    update.candidate = reference;
+                } else if bucket.epoch == epoch && bucket.len as usize == SLOTS_PER_BUCKET {
+                    let next = update.bucket as usize + 1;
+                    if let Some(b) = self.t.buckets.get(if next == n { 0 } else { next }) {
+                        touched ^= b.epoch;
+                    }
+                }
+            }
+        }
+        let mut words = 0u64;
+        for update in updates.iter() {
+            if update.candidate != NO_ENTRY {
+                words ^= first_word(&self.t.lines, update.candidate);
+            }
+        }
+        std::hint::black_box((touched, words));
+    }
+
+    /// Pipeline pass 4, after [`FlowTable::load_buckets`] (and usually [`FlowTable::load_entries`]) on the same
+    /// updates, with no [`FlowTable::clear`] in between: applies them in order, setting each outcome. A
+    /// candidate entry holding the key is updated directly; anything else (a new flow, a tag collision, an
+    /// overflowed key, a flow inserted since the candidate was found) takes the full probe, so the result is
+    /// always that of one [`FlowTable::add_key`] per update.
+    pub fn apply_loaded(&mut self, updates: &mut [FlowUpdate]) {
+        let n = self.t.buckets.len();
+        for update in updates.iter_mut() {
+            // A candidate found before a clear may point at a dead entry: only live ones are updated directly.
+            let direct = if update.candidate == NO_ENTRY || !self.is_live(update.candidate) {
+                None
+            } else {
+                update_entry(
+                    &mut self.t.lines,
+                    update.candidate,
+                    &update.key,
+                    update.bytes,
+                    update.tcp_flags,
+                )
+            };
+            let outcome = match direct {
+                Some(outcome) => outcome,
+                None => self.probe(
+                    bucket_index(update.key.hash, n),
+                    &update.key,
+                    update.bytes,
+                    update.tcp_flags,
+                ),
+            };
+            update.outcome = outcome;
+            self.count(update.key.eni(), update.bytes, outcome);
+        }
+    }
+
+    /// Whether `reference` is an entry in use (inside the compact or the long region).
+    #[inline]
+    fn is_live(&self, reference: u32) -> bool {
+        if reference & LONG != 0 {
+            let line = (reference & !LONG) as usize;
+            line < self.t.lines.len() && line + self.t.long_len as usize >= self.t.lines.len()
+        } else {
+            reference < self.t.short_len
+        }
+    }
+
+    /// Looks `key` up from bucket `home` on and updates or inserts it.
+    #[inline]
+    fn probe(&mut self, home: usize, key: &TableKey, bytes: u64, tcp_flags: u8) -> AddOutcome {
+        let epoch = self.t.epoch;
+        let n = self.t.buckets.len();
+        let tag = key.hash as u32;
+        let mut index = home;
+        // At most `capacity` flows live in the `>= 1.25 * capacity` slots, so some bucket has a free slot and
+        // the probe ends within `n` buckets.
+        for _ in 0..n {
+            let Some(bucket) = self.t.buckets.get_mut(index) else {
+                break;
+            };
+            if bucket.epoch != epoch {
+                bucket.epoch = epoch;
+                bucket.len = 0;
+            }
+            let mut matches = tag_matches(bucket, epoch, tag);
+            while matches != 0 {
+                if let Some(&reference) = bucket.refs.get(matches.trailing_zeros() as usize)
+                    && let Some(outcome) =
+                        update_entry(&mut self.t.lines, reference, key, bytes, tcp_flags)
+                {
+                    return outcome;
+                }
+                matches &= matches - 1;
+            }
+            let len = bucket.len as usize;
+            if len < SLOTS_PER_BUCKET {
+                let Some(reference) = allocate(
+                    &mut self.t.lines,
+                    &mut self.t.short_len,
+                    &mut self.t.long_len,
+                    self.t.capacity,
+                    key,
+                    bytes,
+                    tcp_flags,
+                ) else {
+                    return AddOutcome::Full;
+                };
+                if let (Some(t), Some(r)) = (bucket.tags.get_mut(len), bucket.refs.get_mut(len)) {
+                    *t = tag;
+                    *r = reference;
+                    bucket.len += 1;
+                }
+                return AddOutcome::Inserted;
+            }
+            index += 1;
+            if index == n {
+                index = 0;
+            }
+        }
+        AddOutcome::Full
+    }
+
+    /// Adds one packet's outcome to its ENI's totals.
+    #[inline]
+    fn count(&mut self, eni: EniSlot, bytes: u64, outcome: AddOutcome) {
+        if eni.index() >= self.t.totals.len() {
+            // Only when the caller did not reserve the slot (the meter always does).
+            self.reserve_enis(eni.index() + 1);
+        }
+        let Some(totals) = self.t.totals.get_mut(eni.index()) else {
+            return;
+        };
+        let counts = SkipCounts { packets: 1, bytes };
+        if outcome.is_counted() {
+            totals.recorded.add(counts);
+        } else {
+            totals.skipped.add(counts);
+        }
+        self.t.traffic = true;
+    }
+
+    /// Per-ENI totals of the window, by slot (see [`FlowTable::reserve_enis`]).
+    pub fn totals(&self) -> &[EniTotals] {
+        &self.t.totals
+    }
+
+    /// Whether any packet was applied since the last clear (recorded or skipped).
+    pub fn has_traffic(&self) -> bool {
+        self.t.traffic
+    }
+
+    /// Appends every flow to `out` (O(flows), a sequential scan of the arena); the table is unchanged.
+    pub fn append_to(&self, out: &mut FlowBatch) {
+        out.reserve(self.len());
+        out.entries.extend(self.iter());
     }
 
     /// Moves every flow into `out` and empties the table.
     pub fn drain_into(&mut self, out: &mut FlowBatch) {
-        out.reserve(self.occupied.len());
-        for &i in &self.occupied {
-            if let Some(bucket) = self.buckets.get_mut(i as usize) {
-                out.push(FlowEntry {
-                    key: bucket.key,
-                    counts: FlowCounts {
-                        packets: bucket.packets,
-                        bytes: bucket.bytes,
-                        tcp_flags: bucket.tcp_flags,
-                    },
-                });
-                bucket.packets = 0;
-            }
+        self.append_to(out);
+        self.clear();
+    }
+
+    /// The flows with their counts: compact entries first, then long ones, each in insertion order.
+    pub fn iter(&self) -> impl Iterator<Item = FlowEntry> + '_ {
+        let short = self
+            .t
+            .lines
+            .iter()
+            .flat_map(|line| line.0.as_chunks::<4>().0.iter())
+            .take(self.t.short_len as usize)
+            .map(decode_short);
+        let long = self
+            .t
+            .lines
+            .iter()
+            .rev()
+            .take(self.t.long_len as usize)
+            .map(|line| decode_long(&line.0));
+        short.chain(long)
+    }
+
+    /// Empties the table: O(1) for the flows (see the module docs), O(ENIs) for the per-ENI totals when there
+    /// was traffic.
+    pub fn clear(&mut self) {
+        if self.t.traffic {
+            self.t.totals.fill(EniTotals::default());
+            self.t.traffic = false;
         }
-        self.occupied.clear();
+        self.t.short_len = 0;
+        self.t.long_len = 0;
+        self.t.epoch = self.t.epoch.wrapping_add(1);
+        if self.t.epoch == 0 {
+            // Wrapped: buckets of an old epoch 1 would look current. Rewrite them all, once per 2^32 clears.
+            self.t.buckets.fill(EMPTY_BUCKET);
+            self.t.epoch = 1;
+        }
     }
 
     /// Number of flows present.
     pub fn len(&self) -> usize {
-        self.occupied.len()
+        self.t.short_len as usize + self.t.long_len as usize
     }
 
     /// Whether no flow is present.
     pub fn is_empty(&self) -> bool {
-        self.occupied.is_empty()
+        self.len() == 0
     }
 
-    /// Most flows the table holds.
+    /// Capacity in units (an IPv4 flow takes one, an IPv6 flow two).
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.t.capacity
+    }
+
+    /// Units in use.
+    pub fn units_used(&self) -> usize {
+        self.t.short_len as usize + 2 * self.t.long_len as usize
+    }
+
+    /// The hash seed.
+    pub fn seed(&self) -> u64 {
+        self.t.seed
+    }
+
+    /// Number of 64-byte buckets of the index.
+    pub fn bucket_count(&self) -> usize {
+        self.t.buckets.len()
+    }
+
+    /// Bytes of the index and the entry arena.
+    pub fn memory_bytes(&self) -> usize {
+        (self.t.buckets.len() + self.t.lines.len()) * 64
+    }
+
+    /// Whether `other` has the same capacity and seed (so it can replace this table).
+    pub fn same_shape(&self, other: &FlowTable) -> bool {
+        self.t.capacity == other.t.capacity && self.t.seed == other.t.seed
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_epoch(&mut self, epoch: u32) {
+        self.t.epoch = epoch;
+    }
+}
+
+impl fmt::Debug for FlowTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlowTable")
+            .field("capacity", &self.t.capacity)
+            .field("flows", &self.len())
+            .field("units_used", &self.units_used())
+            .field("buckets", &self.t.buckets.len())
+            .field("epoch", &self.t.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A vector of `n` copies of `value`, every element written now (so every page is faulted in).
+fn prefaulted<T: Copy>(n: usize, value: T) -> Result<Vec<T>, TableError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| TableError::Allocation {
+        bytes: n.saturating_mul(size_of::<T>()),
+    })?;
+    // `resize` writes every element (unlike `vec![0; n]`, which may map lazily zeroed pages).
+    v.resize(n, value);
+    Ok(v)
+}
+
+/// Bit `i` set when slot `i` of `bucket` is in use in `epoch` and carries `tag` (branch-free).
+#[inline]
+fn tag_matches(bucket: &Bucket, epoch: u32, tag: u32) -> u32 {
+    let len = if bucket.epoch == epoch {
+        bucket.len.min(SLOTS_PER_BUCKET as u32)
+    } else {
+        0
+    };
+    let mut matches = 0u32;
+    for (i, &t) in bucket.tags.iter().enumerate() {
+        matches |= u32::from(t == tag) << i;
+    }
+    matches & ((1u32 << len) - 1)
+}
+
+/// Bucket of `hash`: its high 32 bits scaled to `0..n` (n < 2^32).
+#[inline]
+fn bucket_index(hash: u64, n: usize) -> usize {
+    (((hash >> 32) * n as u64) >> 32) as usize
+}
+
+/// 64x64 -> 128-bit multiply, folded to 64 bits.
+#[inline]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+fn secrets(seed: u64) -> [u64; 4] {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    [next(), next(), next(), next()]
+}
+
+/// Updates the entry behind `reference` if it holds `key`; `None` when it holds another key.
+#[inline]
+fn update_entry(
+    lines: &mut [Line],
+    reference: u32,
+    key: &TableKey,
+    bytes: u64,
+    tcp_flags: u8,
+) -> Option<AddOutcome> {
+    if reference & LONG != 0 {
+        if !key.long {
+            return None;
+        }
+        let e = &mut lines.get_mut((reference & !LONG) as usize)?.0;
+        let [w0, w1, w2, w3, w4, w5, packets, total] = e;
+        let k = &key.words;
+        if [*w0, *w1, *w2, *w3, *w4] != [k[0], k[1], k[2], k[3], k[4]] || *w5 & 0xff_ffff != k[5] {
+            return None;
+        }
+        let (Some(p), Some(b)) = (packets.checked_add(1), total.checked_add(bytes)) else {
+            return Some(AddOutcome::Saturated);
+        };
+        *packets = p;
+        *total = b;
+        *w5 |= u64::from(tcp_flags) << 24;
+        Some(AddOutcome::Updated)
+    } else {
+        if key.long {
+            return None;
+        }
+        let e = short_mut(lines, reference)?;
+        let [addresses, eni_ports, total, tail] = e;
+        if *addresses != key.words[0]
+            || *eni_ports != key.words[1]
+            || *tail & 0xffff != key.words[2]
+        {
+            return None;
+        }
+        let packets = *tail >> SHORT_PACKET_SHIFT;
+        let Some(b) = total.checked_add(bytes) else {
+            return Some(AddOutcome::Saturated);
+        };
+        if packets >= IPV4_MAX_PACKETS {
+            return Some(AddOutcome::Saturated);
+        }
+        *total = b;
+        *tail = (*tail + (1 << SHORT_PACKET_SHIFT)) | u64::from(tcp_flags) << 16;
+        Some(AddOutcome::Updated)
+    }
+}
+
+/// Allocates and fills an entry for a new flow; its reference, or `None` when no unit is left.
+#[inline]
+fn allocate(
+    lines: &mut [Line],
+    short_len: &mut u32,
+    long_len: &mut u32,
+    capacity: usize,
+    key: &TableKey,
+    bytes: u64,
+    tcp_flags: u8,
+) -> Option<u32> {
+    let units = *short_len as usize + 2 * *long_len as usize;
+    let line_count = lines.len();
+    if key.long {
+        // Long entries grow down from the last line; the compact region must not reach the new line.
+        let line = line_count.checked_sub(*long_len as usize + 1)?;
+        if units + 2 > capacity || (*short_len as usize).div_ceil(2) > line {
+            return None;
+        }
+        let k = &key.words;
+        let e = &mut lines.get_mut(line)?.0;
+        *e = [
+            k[0],
+            k[1],
+            k[2],
+            k[3],
+            k[4],
+            k[5] | u64::from(tcp_flags) << 24,
+            1,
+            bytes,
+        ];
+        *long_len += 1;
+        // line < lines.len() <= MAX_FLOW_CAPACITY / 2 < 2^31.
+        Some(line as u32 | LONG)
+    } else {
+        let index = *short_len as usize;
+        if units + 1 > capacity || index / 2 + *long_len as usize >= line_count {
+            return None;
+        }
+        // index < 2 * lines.len() <= MAX_FLOW_CAPACITY + 1 < 2^31.
+        let reference = index as u32;
+        let e = short_mut(lines, reference)?;
+        *e = [
+            key.words[0],
+            key.words[1],
+            bytes,
+            key.words[2] | u64::from(tcp_flags) << 16 | 1 << SHORT_PACKET_SHIFT,
+        ];
+        *short_len += 1;
+        Some(reference)
+    }
+}
+
+#[inline]
+fn short_mut(lines: &mut [Line], reference: u32) -> Option<&mut [u64; 4]> {
+    let line = lines.get_mut((reference / 2) as usize)?;
+    line.0
+        .as_chunks_mut::<4>()
+        .0
+        .get_mut((reference % 2) as usize)
+}
+
+/// The first word of the entry behind `reference` (0 if out of range), to load its line.
+#[inline]
+fn first_word(lines: &[Line], reference: u32) -> u64 {
+    let (line, word) = if reference & LONG != 0 {
+        ((reference & !LONG) as usize, 0)
+    } else {
+        ((reference / 2) as usize, (reference % 2) as usize * 4)
+    };
+    lines
+        .get(line)
+        .and_then(|l| l.0.get(word))
+        .copied()
+        .unwrap_or(0)
+}
+
+fn decode_meta(meta: u64) -> (Direction, Action) {
+    let direction = if meta & META_OUT != 0 {
+        Direction::Out
+    } else {
+        Direction::In
+    };
+    let action = if meta & META_REJECT != 0 {
+        Action::Reject
+    } else {
+        Action::Accept
+    };
+    (direction, action)
+}
+
+fn decode_short(e: &[u64; 4]) -> FlowEntry {
+    let [addresses, eni_ports, bytes, tail] = *e;
+    let mapped = |v4: u64| -> AddrBytes {
+        let a = (v4 as u32).to_le_bytes();
+        [
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+        ]
+    };
+    let (direction, action) = decode_meta(tail >> 8);
+    FlowEntry {
+        key: FlowKey {
+            src: mapped(addresses),
+            dst: mapped(addresses >> 32),
+            eni: EniSlot(eni_ports as u32),
+            src_port: (eni_ports >> 32) as u16,
+            dst_port: (eni_ports >> 48) as u16,
+            protocol: tail as u8,
+            direction,
+            action,
+            family: Family::V4,
+        },
+        counts: FlowCounts {
+            packets: tail >> SHORT_PACKET_SHIFT,
+            bytes,
+            tcp_flags: (tail >> 16) as u8,
+        },
+    }
+}
+
+fn decode_long(e: &[u64; 8]) -> FlowEntry {
+    let [s0, s1, d0, d1, eni_ports, tail, packets, bytes] = *e;
+    let meta = tail >> 8;
+    let (direction, action) = decode_meta(meta);
+    FlowEntry {
+        key: FlowKey {
+            src: (u128::from(s1) << 64 | u128::from(s0)).to_le_bytes(),
+            dst: (u128::from(d1) << 64 | u128::from(d0)).to_le_bytes(),
+            eni: EniSlot(eni_ports as u32),
+            src_port: (eni_ports >> 32) as u16,
+            dst_port: (eni_ports >> 48) as u16,
+            protocol: tail as u8,
+            direction,
+            action,
+            family: if meta & META_V6 != 0 {
+                Family::V6
+            } else {
+                Family::V4
+            },
+        },
+        counts: FlowCounts {
+            packets,
+            bytes,
+            tcp_flags: (tail >> 24) as u8,
+        },
     }
 }
 
@@ -230,22 +1124,46 @@ impl FlowTable {
 mod tests {
     use super::*;
     use crate::flow::{Action, Direction, EniSlot};
-    use crate::wire::Family;
+    use crate::wire::{Family, v4_mapped};
 
     fn key(n: u32) -> FlowKey {
-        let mut src = [0u8; 16];
-        src[12..].copy_from_slice(&n.to_be_bytes());
         FlowKey {
-            src,
-            dst: [7; 16],
+            src: v4_mapped(n.to_be_bytes()),
+            dst: v4_mapped([10, 0, 0, 7]),
             eni: EniSlot(n % 3),
             src_port: n as u16,
             dst_port: 443,
             protocol: 6,
-            direction: Direction::In,
-            action: Action::Accept,
+            direction: if n.is_multiple_of(2) {
+                Direction::In
+            } else {
+                Direction::Out
+            },
+            action: if n.is_multiple_of(5) {
+                Action::Reject
+            } else {
+                Action::Accept
+            },
             family: Family::V4,
         }
+    }
+
+    fn key6(n: u32) -> FlowKey {
+        let mut src = [0x20; 16];
+        src[12..].copy_from_slice(&n.to_be_bytes());
+        FlowKey {
+            src,
+            dst: [0xfe; 16],
+            family: Family::V6,
+            protocol: 17,
+            ..key(n)
+        }
+    }
+
+    fn counts(t: &FlowTable) -> Vec<FlowEntry> {
+        let mut v: Vec<FlowEntry> = t.iter().collect();
+        v.sort_by_key(|e| e.key);
+        v
     }
 
     #[test]
@@ -270,9 +1188,48 @@ mod tests {
                 }
             );
         }
+        let mut keys: Vec<FlowKey> = batch.entries().iter().map(|e| e.key).collect();
+        keys.sort();
+        let mut want: Vec<FlowKey> = (0..100).map(key).collect();
+        want.sort();
+        assert_eq!(keys, want, "keys survive the compact form");
         // Reusable after draining.
         assert!(t.add(&key(5), 1, 0));
         assert_eq!(t.len(), 1);
+        assert_eq!(t.iter().next().map(|e| e.counts.packets), Some(1));
+    }
+
+    #[test]
+    fn long_keys_round_trip() {
+        let mut t = FlowTable::with_capacity(64);
+        let mut odd = key(9);
+        odd.src = [1; 16]; // family V4 but not IPv4-mapped: stored in the long form, exactly.
+        for k in [key6(1), key6(2), odd] {
+            assert!(t.add(&k, 1000, 1));
+            assert!(t.add(&k, 1, 4));
+        }
+        assert!(t.add(&key(3), 7, 0));
+        assert_eq!(t.units_used(), 7);
+        let got = counts(&t);
+        let mut want = vec![key6(1), key6(2), odd, key(3)];
+        want.sort();
+        assert_eq!(got.iter().map(|e| e.key).collect::<Vec<_>>(), want);
+        for e in &got {
+            let expected = if e.key == key(3) {
+                FlowCounts {
+                    packets: 1,
+                    bytes: 7,
+                    tcp_flags: 0,
+                }
+            } else {
+                FlowCounts {
+                    packets: 2,
+                    bytes: 1001,
+                    tcp_flags: 5,
+                }
+            };
+            assert_eq!(e.counts, expected);
+        }
     }
 
     #[test]
@@ -282,6 +1239,7 @@ mod tests {
             assert!(t.add(&key(n), 1, 0));
         }
         assert!(!t.add(&key(10), 1, 0));
+        assert!(!t.add(&key6(10), 1, 0));
         assert!(t.add(&key(3), 1, 0));
         assert_eq!(t.len(), 10);
         let mut batch = FlowBatch::new();
@@ -297,11 +1255,169 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_flows_take_two_units_in_any_mix() {
+        for capacity in 1..24 {
+            for pattern in 0u32..4 {
+                let mut t = FlowTable::with_capacity(capacity);
+                let (mut v4, mut v6, mut n) = (0usize, 0usize, 0u32);
+                loop {
+                    let long = (n + pattern) % (pattern + 2) == 0;
+                    let added = if long {
+                        t.add(&key6(n), 1, 0)
+                    } else {
+                        t.add(&key(n), 1, 0)
+                    };
+                    let fits = v4 + 2 * v6 + if long { 2 } else { 1 } <= capacity;
+                    assert_eq!(added, fits, "capacity {capacity} pattern {pattern} n {n}");
+                    if !added {
+                        break;
+                    }
+                    if long {
+                        v6 += 1;
+                    } else {
+                        v4 += 1;
+                    }
+                    n += 1;
+                }
+                assert_eq!(t.units_used(), v4 + 2 * v6);
+                assert_eq!(t.iter().count(), v4 + v6);
+                // The remaining units still take what fits.
+                while t.add(&key(n + 1000), 1, 0) {
+                    n += 1;
+                }
+                assert_eq!(t.units_used(), capacity);
+            }
+        }
+    }
+
+    #[test]
     fn zero_capacity_is_clamped() {
         let mut t = FlowTable::with_capacity(0);
         assert_eq!(t.capacity(), 1);
         assert!(t.add(&key(1), 1, 0));
         assert!(!t.add(&key(2), 1, 0));
+        assert_eq!(
+            FlowTable::with_seed(0, 1).unwrap_err(),
+            TableError::Capacity(0)
+        );
+        assert_eq!(
+            FlowTable::with_seed(MAX_FLOW_CAPACITY + 1, 1).unwrap_err(),
+            TableError::Capacity(MAX_FLOW_CAPACITY + 1)
+        );
+    }
+
+    #[test]
+    fn clear_is_lazy_and_survives_epoch_wrap() {
+        let mut t = FlowTable::with_capacity(50);
+        t.set_epoch(u32::MAX - 2);
+        for round in 0..6u32 {
+            for n in 0..50 {
+                assert!(t.add(&key(n + round), 3, 0), "round {round}");
+            }
+            assert!(!t.add(&key(999), 1, 0));
+            let got = counts(&t);
+            assert_eq!(got.len(), 50);
+            assert!(
+                got.iter()
+                    .all(|e| e.counts.packets == 1 && e.counts.bytes == 3)
+            );
+            t.clear();
+            assert!(t.is_empty());
+            assert_eq!(t.iter().count(), 0);
+        }
+        assert!(t.t.epoch >= 1);
+    }
+
+    #[test]
+    fn saturation_is_reported_not_wrapped() {
+        let mut t = FlowTable::with_capacity(4);
+        assert!(t.add(&key(1), u64::MAX - 10, 0));
+        let k = t.key(&key(1));
+        assert_eq!(t.add_key(&k, 11, 0), AddOutcome::Saturated);
+        assert_eq!(t.add_key(&k, 10, 0), AddOutcome::Updated);
+        assert_eq!(t.iter().next().unwrap().counts.bytes, u64::MAX);
+        // The compact packet counter: push it to its limit through the entry itself.
+        let k2 = t.key(&key(2));
+        assert_eq!(t.add_key(&k2, 1, 0), AddOutcome::Inserted);
+        if let Some(e) = short_mut(&mut t.t.lines, 1) {
+            e[3] = e[3] & 0xff_ffff | (IPV4_MAX_PACKETS - 1) << SHORT_PACKET_SHIFT;
+        }
+        assert_eq!(t.add_key(&k2, 1, 0), AddOutcome::Updated);
+        assert_eq!(t.add_key(&k2, 1, 0), AddOutcome::Saturated);
+        let e = t.iter().find(|e| e.key == key(2)).unwrap();
+        assert_eq!((e.counts.packets, e.counts.bytes), (IPV4_MAX_PACKETS, 2));
+    }
+
+    #[test]
+    fn burst_equals_single_updates() {
+        let mut a = FlowTable::with_capacity(300);
+        let mut b = FlowTable::with_capacity(300);
+        let mut updates = Vec::new();
+        let mut singles = Vec::new();
+        for i in 0u32..2000 {
+            let n = i.wrapping_mul(2_654_435_761) % 400;
+            let k = if n % 7 == 0 { key6(n) } else { key(n) };
+            updates.push(FlowUpdate::new(a.key(&k), u64::from(n), (n % 64) as u8));
+            singles.push(b.add_key(&b.key(&k), u64::from(n), (n % 64) as u8));
+        }
+        for chunk in updates.chunks_mut(32) {
+            a.update_burst(chunk);
+        }
+        let outcomes: Vec<AddOutcome> = updates.iter().map(FlowUpdate::outcome).collect();
+        assert_eq!(outcomes, singles);
+        assert!(outcomes.contains(&AddOutcome::Full));
+        assert_eq!(counts(&a), counts(&b));
+        assert_eq!(a.totals(), b.totals());
+        // The totals are exact: recorded = the flows' counts, skipped = the refused packets, per ENI.
+        for slot in 0..3u32 {
+            let flows = counts(&a)
+                .iter()
+                .filter(|e| e.key.eni == EniSlot(slot))
+                .fold(SkipCounts::default(), |mut c, e| {
+                    c.add(SkipCounts {
+                        packets: e.counts.packets,
+                        bytes: e.counts.bytes,
+                    });
+                    c
+                });
+            assert_eq!(a.totals()[slot as usize].recorded, flows);
+        }
+        let skipped: u64 = a.totals().iter().map(|t| t.skipped.packets).sum();
+        let full = outcomes.iter().filter(|o| !o.is_counted()).count() as u64;
+        assert_eq!(skipped, full);
+        a.clear();
+        assert!(a.totals().iter().all(EniTotals::is_zero) && !a.has_traffic());
+    }
+
+    #[test]
+    fn hash_spreads_keys_that_share_rss_inputs() {
+        // Keys that differ only in one address byte and the ENI (what one RSS queue might see): the buckets
+        // stay evenly loaded, and different seeds give different layouts.
+        let t = FlowTable::with_seed(1 << 16, 7).unwrap();
+        let u = FlowTable::with_seed(1 << 16, 8).unwrap();
+        let n = t.bucket_count();
+        let mut load = vec![0u32; n];
+        let mut same = 0;
+        for i in 0..(1u32 << 16) {
+            let mut k = key(i << 8);
+            k.src_port = 40000;
+            let (h, g) = (t.key(&k).hash(), u.key(&k).hash());
+            load[bucket_index(h, n)] += 1;
+            same += u32::from(bucket_index(h, n) == bucket_index(g, n));
+        }
+        let max = load.iter().copied().max().unwrap_or(0);
+        // Mean 5.6 per bucket: a maximum far above ~20 would mean clustering.
+        assert!(max <= 22, "max bucket load {max}");
+        assert!(same < 100, "seeds do not change the layout: {same}");
+    }
+
+    #[test]
+    fn figures_are_within_target() {
+        let t = FlowTable::with_capacity(1 << 20);
+        let per_unit = t.memory_bytes() as f64 / t.capacity() as f64;
+        assert!((per_unit - IPV4_BYTES_PER_FLOW).abs() < 0.1, "{per_unit}");
+        assert!((IPV4_BYTES_PER_FLOW - 43.43).abs() < 0.01);
+        assert!((IPV6_BYTES_PER_FLOW - 86.86).abs() < 0.01);
     }
 
     #[test]

@@ -690,6 +690,278 @@ fn recycled_storage_is_reused() {
     assert_eq!(out[0].flows().len(), 1);
 }
 
+/// An IPv6 UDP frame from `src` to `dst` MAC with source port `sport` (IP length 40 + 8).
+fn udp6_frame(src: [u8; 6], dst: [u8; 6], sport: u16) -> Vec<u8> {
+    frame(
+        eth(dst, src, &[], 0x86dd),
+        crate::wire::tests::ipv6([0x20; 16], [0xfe; 16], 17, &udp(sport, 53, &[])),
+    )
+}
+
+/// Windows' records as (start, eni, status, packets, bytes, key text) lines, to compare two meters.
+fn record_lines(windows: &[SealedWindow]) -> Vec<String> {
+    windows
+        .iter()
+        .flat_map(records)
+        .map(|r| r.to_json(None))
+        .collect()
+}
+
+#[test]
+fn seal_swaps_in_a_spare_table_and_takes_it_back() {
+    let mut m = meter(10, 100);
+    assert_eq!(m.spare_tables(), 2);
+    let mut out = Vec::new();
+    for p in 0..20 {
+        m.account(0, &tcp_frame(MAC_A, GW, p, 0), 54, Action::Accept, &mut out);
+    }
+    m.account(0, &udp6_frame(MAC_B, GW, 9), 62, Action::Accept, &mut out);
+    assert_eq!(m.counters().table_occupancy, 21);
+    m.advance(10, &mut out);
+    assert_eq!((out.len(), m.spare_tables()), (1, 1));
+    assert!(out[0].holds_table());
+    assert_eq!(m.counters().seals_swapped, 1);
+    assert_eq!(m.counters().table_occupancy, 0);
+    assert_eq!(
+        out[0].recorded(),
+        &[
+            (
+                EniSlot(0),
+                SkipCounts {
+                    packets: 20,
+                    bytes: 800
+                }
+            ),
+            (
+                EniSlot(1),
+                SkipCounts {
+                    packets: 1,
+                    bytes: 48
+                }
+            )
+        ]
+    );
+    // The exporter reads the flows, then returns the table.
+    let table = out[0].take_table().unwrap();
+    assert!(!out[0].holds_table() && table.is_empty());
+    assert_eq!(out[0].flows().len(), 21);
+    m.recycle_table(table).unwrap();
+    assert_eq!(m.spare_tables(), 2);
+    assert_eq!(m.counters().tables_recycled, 1);
+    // A third table does not fit the pool; a table of another shape is refused.
+    let extra = FlowTable::with_seed(100, m.config().hash_seed).unwrap();
+    assert!(m.recycle_table(extra).is_err());
+    m.account(
+        10,
+        &tcp_frame(MAC_A, GW, 1, 0),
+        54,
+        Action::Accept,
+        &mut out,
+    );
+    m.advance(20, &mut out);
+    let mut w = out.pop().unwrap();
+    let t = w.take_table().unwrap();
+    assert!(m.recycle_table(FlowTable::with_capacity(99)).is_err());
+    m.recycle_table(t).unwrap();
+    // Records read from a window that still holds its table are the same as after taking it.
+    m.account(
+        20,
+        &tcp_frame(MAC_A, GW, 2, 0),
+        54,
+        Action::Accept,
+        &mut out,
+    );
+    m.flush(&mut out);
+    let held = record_lines(&out[1..]);
+    let mut taken = out[1].clone();
+    assert!(!taken.holds_table());
+    assert!(taken.take_table().is_none());
+    assert_eq!(record_lines(std::slice::from_ref(&taken)), held);
+}
+
+#[test]
+fn empty_windows_take_no_table() {
+    let mut config = MeterConfig::new(1, 10);
+    config.spare_tables = 1;
+    config.when_no_spare_table = SpareTableFallback::SkipData;
+    let mut m = Meter::new(config, table()).unwrap();
+    let mut out = Vec::new();
+    m.start(0);
+    m.advance(50, &mut out);
+    assert_eq!(out.len(), 50);
+    assert!(out.iter().all(|w| !w.holds_table() && !w.is_summary()));
+    assert_eq!(m.spare_tables(), 1);
+}
+
+#[test]
+fn without_a_spare_table_the_copy_fallback_keeps_records_exact() {
+    let mut reference = meter(10, 50);
+    let mut config = MeterConfig::new(10, 50);
+    config.spare_tables = 0;
+    let mut m = Meter::new(config, table()).unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for t in 0..40u64 {
+        let f = tcp_frame(MAC_A, MAC_B, (t % 7) as u16, t as usize);
+        reference.account(t, &f, f.len(), Action::Accept, &mut a);
+        m.account(t, &f, f.len(), Action::Accept, &mut b);
+    }
+    reference.flush(&mut a);
+    m.flush(&mut b);
+    assert_eq!(record_lines(&a), record_lines(&b));
+    assert!(b.iter().all(|w| !w.holds_table()));
+    assert_eq!(m.counters().seals_copied, 4);
+    assert_eq!(m.counters().seals_swapped, 0);
+}
+
+#[test]
+fn without_a_spare_table_the_skipdata_fallback_is_exact() {
+    let mut config = MeterConfig::new(10, 50);
+    config.spare_tables = 1;
+    config.when_no_spare_table = SpareTableFallback::SkipData;
+    let mut m = Meter::new(config, table()).unwrap();
+    let mut out = Vec::new();
+    for t in [0u64, 1, 10, 11, 12, 20] {
+        m.account(
+            t,
+            &tcp_frame(MAC_A, MAC_B, t as u16, 10),
+            64,
+            Action::Accept,
+            &mut out,
+        );
+    }
+    m.flush(&mut out);
+    // Window 0 swaps the one spare table out (never returned); windows 10 and 20 find none.
+    assert_eq!(
+        out.iter()
+            .map(|w| (w.start(), w.holds_table(), w.is_summary()))
+            .collect::<Vec<_>>(),
+        vec![(0, true, false), (10, false, true), (20, false, true)]
+    );
+    let got = status_counts(&out);
+    let w10: Vec<_> = got
+        .iter()
+        .filter(|r| r.0 == 10)
+        .map(|r| (r.1.as_str(), r.2, r.3, r.4))
+        .collect();
+    assert_eq!(
+        w10,
+        vec![
+            ("eni-00001", LogStatus::SkipData, 3, 150),
+            ("eni-00002", LogStatus::SkipData, 3, 150),
+            ("eni-00003", LogStatus::NoData, 0, 0),
+        ]
+    );
+    let c = m.counters();
+    assert_eq!(
+        (c.seals_without_table, c.no_table_packets, c.no_table_bytes),
+        (2, 8, 400)
+    );
+    // The table was cleared and kept: the next window records flows again once a table comes back.
+    let t = out[0].take_table().unwrap();
+    m.recycle_table(t).unwrap();
+    m.account(
+        30,
+        &tcp_frame(MAC_A, GW, 1, 10),
+        64,
+        Action::Accept,
+        &mut out,
+    );
+    m.flush(&mut out);
+    let last = out.last().unwrap();
+    assert!(!last.is_summary());
+    assert_eq!(last.flows().len(), 1);
+}
+
+#[test]
+fn a_refused_window_gives_its_table_back_to_the_pool() {
+    let mut config = MeterConfig::new(10, 100);
+    config.spare_tables = 1;
+    config.when_no_spare_table = SpareTableFallback::SkipData;
+    let mut m = Meter::new(config, table()).unwrap();
+    let mut sink = Gate {
+        open: false,
+        got: Vec::new(),
+    };
+    for t in [0u64, 10, 20] {
+        m.account(
+            t,
+            &tcp_frame(MAC_A, GW, 1, 0),
+            54,
+            Action::Accept,
+            &mut sink,
+        );
+        assert_eq!(m.spare_tables(), 1, "at {t}");
+    }
+    assert_eq!(m.pending_windows(), 2);
+    assert_eq!(m.counters().seals_without_table, 0);
+    sink.open = true;
+    m.flush(&mut sink);
+    assert_eq!(
+        sink.got
+            .iter()
+            .map(|w| (w.start(), w.is_summary(), w.holds_table()))
+            .collect::<Vec<_>>(),
+        vec![(0, true, false), (10, true, false), (20, false, true)]
+    );
+}
+
+#[test]
+fn bursts_equal_single_frames() {
+    let frames: Vec<(Vec<u8>, Action)> = (0..200u16)
+        .map(|i| {
+            let (s, d) = match i % 5 {
+                0 => (MAC_A, MAC_B),
+                1 => (GW, MAC_A),
+                2 => (MAC_B, GW),
+                3 => (STRANGER, GW),
+                _ => ([2, 0, 0, 0xe1, 0, 3], MAC_A),
+            };
+            let f = match i % 7 {
+                0 => udp6_frame(s, d, i % 13),
+                1 => frame(eth(d, s, &[], 0x0806), vec![0; 28]),
+                2 => tcp_frame(s, d, i % 11, 3)[..30].to_vec(),
+                _ => tcp_frame(s, d, i % 17, usize::from(i % 9)),
+            };
+            let action = if i % 3 == 0 {
+                Action::Reject
+            } else {
+                Action::Accept
+            };
+            (f, action)
+        })
+        .collect();
+    for capacity in [4, 30, 1000] {
+        let mut single = meter(5, capacity);
+        let mut bursty = meter(5, capacity);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for (n, chunk) in frames.chunks(MAX_BURST - 3).enumerate() {
+            let now = n as u64 * 2;
+            let mut burst = Burst::new();
+            for (f, action) in chunk {
+                single.account(now, f, f.len(), *action, &mut a);
+                burst.push(f, f.len(), *action).unwrap();
+            }
+            bursty.account_burst(now, &burst, &mut b);
+        }
+        bursty.account_burst(1_000, &Burst::new(), &mut b);
+        single.flush(&mut a);
+        bursty.flush(&mut b);
+        assert_eq!(record_lines(&a), record_lines(&b), "capacity {capacity}");
+        assert_eq!(single.counters(), bursty.counters(), "capacity {capacity}");
+    }
+}
+
+#[test]
+fn cycles_are_accumulated() {
+    let mut m = meter(60, 10);
+    m.record_cycles(3_200, 32);
+    m.record_cycles(1_000, 10);
+    assert_eq!(
+        (m.counters().cycles, m.counters().cycle_frames),
+        (4_200, 42)
+    );
+}
+
 mod props {
     use super::*;
     use crate::export::WindowMerger;
@@ -711,95 +983,231 @@ mod props {
         },
         Flush,
         Gate(bool),
+        /// The exporter takes the tables out of the windows it holds and returns them to the meter.
+        ReturnTables,
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            20 => (0u64..8, 0usize..5, 0usize..5, 0u16..12, 0usize..300, any::<bool>(), 0u8..10).prop_map(
+            20 => (0u64..8, 0usize..5, 0usize..5, 0u16..12, 0usize..300, any::<bool>(), 0u8..11).prop_map(
                 |(dt, src, dst, port, data, reject, kind)| Op::Frame { dt, src, dst, port, data, reject, kind }
             ),
             2 => (0u64..40).prop_map(|dt| Op::Advance { dt }),
             1 => Just(Op::Flush),
             2 => any::<bool>().prop_map(Op::Gate),
+            2 => Just(Op::ReturnTables),
         ]
     }
 
     const MACS: [[u8; 6]; 5] = [MAC_A, MAC_B, [2, 0, 0, 0xe1, 0, 3], GW, STRANGER];
 
+    /// What a run of ops produced.
+    struct Run {
+        windows: Vec<SealedWindow>,
+        counters: MeterCounters,
+        want_packets: u64,
+        want_bytes: u64,
+        pending: usize,
+    }
+
+    /// Runs `ops` through a meter, one frame at a time or in bursts of consecutive frames with the same time.
+    fn run(ops: &[Op], config: &MeterConfig, bursty: bool) -> Run {
+        let mut m = Meter::new(config.clone(), table()).unwrap();
+        let mut sink = Gate {
+            open: true,
+            got: Vec::new(),
+        };
+        let (mut now, mut want_packets, mut want_bytes) = (1_000u64, 0u64, 0u64);
+        // Frames of the burst being gathered, with their time.
+        let mut gathered: Vec<(u64, Vec<u8>, Action)> = Vec::new();
+        fn send(m: &mut Meter, sink: &mut Gate, gathered: &mut Vec<(u64, Vec<u8>, Action)>) {
+            let mut burst = Burst::new();
+            let Some(&(t, _, _)) = gathered.first() else {
+                return;
+            };
+            for (_, f, action) in gathered.iter() {
+                burst.push(f, f.len(), *action).unwrap();
+            }
+            m.account_burst(t, &burst, sink);
+            gathered.clear();
+        }
+        for op in ops {
+            if bursty && !matches!(op, Op::Frame { .. }) {
+                send(&mut m, &mut sink, &mut gathered);
+            }
+            match *op {
+                Op::Frame {
+                    dt,
+                    src,
+                    dst,
+                    port,
+                    data,
+                    reject,
+                    kind,
+                } => {
+                    now += dt;
+                    let (s, d) = (MACS[src], MACS[dst]);
+                    let f = match kind {
+                        0 => frame(eth(d, s, &[], 0x0806), vec![0; 28]),
+                        1 => tcp_frame(s, d, port, data)[..30].to_vec(),
+                        2 => frame(
+                            eth(d, s, &[(0x8100, 7)], 0x0800),
+                            ipv4(
+                                [10, 0, 0, 1],
+                                [10, 0, 0, 2],
+                                17,
+                                port,
+                                0,
+                                &[],
+                                &udp(port, 53, &vec![0; data]),
+                            ),
+                        ),
+                        3 => frame(
+                            eth(d, s, &[], 0x0800),
+                            ipv4(
+                                [10, 0, 0, 1],
+                                [10, 0, 0, 2],
+                                17,
+                                port,
+                                0x2000,
+                                &[],
+                                &udp(port, 53, &vec![0; data]),
+                            ),
+                        ),
+                        4 => frame(
+                            eth(d, s, &[], 0x0800),
+                            ipv4(
+                                [10, 0, 0, 1],
+                                [10, 0, 0, 2],
+                                17,
+                                port,
+                                20,
+                                &[],
+                                &vec![0; data],
+                            ),
+                        ),
+                        5 => udp6_frame(s, d, port),
+                        _ => tcp_frame(s, d, port, data),
+                    };
+                    let attributions = if kind == 0 || kind == 1 {
+                        0
+                    } else {
+                        u64::from(src < 3) + u64::from(dst < 3)
+                    };
+                    let ip_len = (f.len() - if kind == 2 { 18 } else { 14 }) as u64;
+                    want_packets += attributions;
+                    want_bytes += attributions * ip_len;
+                    let action = if reject {
+                        Action::Reject
+                    } else {
+                        Action::Accept
+                    };
+                    // Occasionally a frame from the past.
+                    let t = if port == 11 {
+                        now.saturating_sub(30)
+                    } else {
+                        now
+                    };
+                    if bursty {
+                        if gathered.len() == MAX_BURST || gathered.first().is_some_and(|g| g.0 != t)
+                        {
+                            send(&mut m, &mut sink, &mut gathered);
+                        }
+                        gathered.push((t, f, action));
+                    } else {
+                        m.account(t, &f, f.len(), action, &mut sink);
+                    }
+                }
+                Op::Advance { dt } => {
+                    now += dt;
+                    m.advance(now, &mut sink);
+                }
+                Op::Flush => m.flush(&mut sink),
+                Op::Gate(open) => sink.open = open,
+                Op::ReturnTables => {
+                    for w in &mut sink.got {
+                        if let Some(t) = w.take_table() {
+                            // A full pool refuses: the exporter frees the table.
+                            let _ = m.recycle_table(t);
+                        }
+                    }
+                }
+            }
+        }
+        send(&mut m, &mut sink, &mut gathered);
+        sink.open = true;
+        m.flush(&mut sink);
+        Run {
+            windows: sink.got,
+            counters: m.counters().clone(),
+            want_packets,
+            want_bytes,
+            pending: m.pending_windows(),
+        }
+    }
+
+    fn config_strategy() -> impl Strategy<Value = MeterConfig> {
+        (1usize..12, 1u32..20, 0usize..3, any::<bool>()).prop_map(
+            |(capacity, interval, spares, skip)| {
+                let mut config = MeterConfig::new(interval, capacity);
+                config.max_pending_windows = 10_000;
+                config.spare_tables = spares;
+                config.when_no_spare_table = if skip {
+                    SpareTableFallback::SkipData
+                } else {
+                    SpareTableFallback::Copy
+                };
+                config
+            },
+        )
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
         /// Every attributed packet is counted exactly once across OK and SKIPDATA records (packets and bytes),
-        /// whatever the table capacity, seal points and sink refusals; and the frame counters add up.
+        /// whatever the table capacity, seal points, sink refusals, table returns and spare-table fallback; the
+        /// frame counters add up; and bursts give exactly what single frames give.
         #[test]
-        fn conservation(ops in proptest::collection::vec(op(), 1..300), capacity in 1usize..12, interval in 1u32..20) {
-            let mut config = MeterConfig::new(interval, capacity);
-            config.max_pending_windows = 10_000;
-            let mut m = Meter::new(config, table()).unwrap();
-            let mut sink = Gate { open: true, got: Vec::new() };
-            let (mut now, mut want_packets, mut want_bytes) = (1_000u64, 0u64, 0u64);
-            for op in ops {
-                match op {
-                    Op::Frame { dt, src, dst, port, data, reject, kind } => {
-                        now += dt;
-                        let (s, d) = (MACS[src], MACS[dst]);
-                        let f = match kind {
-                            0 => frame(eth(d, s, &[], 0x0806), vec![0; 28]),
-                            1 => tcp_frame(s, d, port, data)[..30].to_vec(),
-                            2 => frame(eth(d, s, &[(0x8100, 7)], 0x0800), ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, port, 0, &[], &udp(port, 53, &vec![0; data]))),
-                            3 => frame(eth(d, s, &[], 0x0800), ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, port, 0x2000, &[], &udp(port, 53, &vec![0; data]))),
-                            4 => frame(eth(d, s, &[], 0x0800), ipv4([10, 0, 0, 1], [10, 0, 0, 2], 17, port, 20, &[], &vec![0; data])),
-                            _ => tcp_frame(s, d, port, data),
-                        };
-                        let attributions = if kind == 0 || kind == 1 { 0 } else {
-                            u64::from(src < 3) + u64::from(dst < 3)
-                        };
-                        let ip_len = (f.len() - if kind == 2 { 18 } else { 14 }) as u64;
-                        want_packets += attributions;
-                        want_bytes += attributions * ip_len;
-                        let action = if reject { Action::Reject } else { Action::Accept };
-                        // Occasionally a frame from the past.
-                        let t = if port == 11 { now.saturating_sub(30) } else { now };
-                        m.account(t, &f, f.len(), action, &mut sink);
-                    }
-                    Op::Advance { dt } => {
-                        now += dt;
-                        m.advance(now, &mut sink);
-                    }
-                    Op::Flush => m.flush(&mut sink),
-                    Op::Gate(open) => sink.open = open,
-                }
-            }
-            sink.open = true;
-            m.flush(&mut sink);
-            prop_assert_eq!(m.pending_windows(), 0);
+        fn conservation(ops in proptest::collection::vec(op(), 1..300), config in config_strategy()) {
+            let single = run(&ops, &config, false);
+            let bursty = run(&ops, &config, true);
+            for r in [&single, &bursty] {
+                prop_assert_eq!(r.pending, 0);
+                let c = &r.counters;
+                prop_assert_eq!(c.frames, c.non_ip + c.malformed + c.ip_packets);
+                prop_assert_eq!(c.attributed, r.want_packets);
+                prop_assert_eq!(c.attributed_bytes, r.want_bytes);
+                prop_assert_eq!(c.pending_dropped_packets, 0);
+                prop_assert_eq!(
+                    c.table_full_packets + c.refused_packets + c.no_table_packets
+                        + r.windows.iter().map(|w| w.flows().iter().map(|f| f.counts.packets).sum::<u64>()).sum::<u64>(),
+                    c.attributed
+                );
 
-            let c = m.counters().clone();
-            prop_assert_eq!(c.frames, c.non_ip + c.malformed + c.ip_packets);
-            prop_assert_eq!(c.attributed, want_packets);
-            prop_assert_eq!(c.attributed_bytes, want_bytes);
-            prop_assert_eq!(c.pending_dropped_packets, 0);
-
-            // Windows strictly increase; OK + SKIPDATA equals the attributions.
-            prop_assert!(sink.got.windows(2).all(|w| w[0].start() < w[1].start()));
-            let (mut packets, mut bytes) = (0, 0);
-            for w in &sink.got {
-                for r in records(w) {
-                    if r.log_status != LogStatus::NoData {
-                        packets += r.packets;
-                        bytes += r.bytes;
-                    } else {
-                        prop_assert_eq!((r.packets, r.bytes), (0, 0));
+                // Windows strictly increase; OK + SKIPDATA equals the attributions.
+                prop_assert!(r.windows.windows(2).all(|w| w[0].start() < w[1].start()));
+                let (mut packets, mut bytes) = (0, 0);
+                for w in &r.windows {
+                    for rec in records(w) {
+                        if rec.log_status != LogStatus::NoData {
+                            packets += rec.packets;
+                            bytes += rec.bytes;
+                        } else {
+                            prop_assert_eq!((rec.packets, rec.bytes), (0, 0));
+                        }
                     }
                 }
+                prop_assert_eq!(packets, r.want_packets);
+                prop_assert_eq!(bytes, r.want_bytes);
             }
-            prop_assert_eq!(packets, want_packets);
-            prop_assert_eq!(bytes, want_bytes);
+            prop_assert_eq!(record_lines(&single.windows), record_lines(&bursty.windows));
+            prop_assert_eq!(&single.counters, &bursty.counters);
 
             // A one-worker merger passes everything through unchanged.
             let mut merger = WindowMerger::new(1);
-            let starts: Vec<u64> = sink.got.iter().map(SealedWindow::start).collect();
-            for w in sink.got {
+            let starts: Vec<u64> = single.windows.iter().map(SealedWindow::start).collect();
+            for w in single.windows {
                 merger.push(0, w).unwrap();
             }
             merger.finish(0).unwrap();

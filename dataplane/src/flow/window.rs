@@ -2,15 +2,15 @@
 //!
 //! # Guarantees
 //! - A window starts at a multiple of the interval: `floor(t / interval) * interval` (SPEC.md, "Window timing").
-//! - A [`SealedWindow`] is self-contained and `Send`: its flows, the set of ENI slots that had traffic (OK or
-//!   SKIPDATA) in it, the exact per-ENI SKIPDATA counts, and the ENI table(s) that name every slot it references
-//!   (the meter refuses a table that drops a slot the open window references; see
-//!   [`crate::flow::Meter::set_enis`]).
+//! - A [`SealedWindow`] is self-contained and `Send`: its flows (or the sealed flow table they are read from),
+//!   the set of ENI slots that had traffic (OK or SKIPDATA) in it, the exact per-ENI recorded and SKIPDATA
+//!   counts, and the ENI table(s) that name every slot it references (the meter refuses a table that drops a
+//!   slot the open window references; see [`crate::flow::Meter::set_enis`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::eni::{Eni, EniSlot, EniTable};
-use super::table::{FlowBatch, FlowEntry};
+use super::table::{FlowBatch, FlowEntry, FlowTable};
 
 /// Start of the window holding `t`: `t - t % interval`. `interval` must be non-zero.
 #[inline]
@@ -114,16 +114,63 @@ impl EniSet {
 }
 
 /// A window sealed by a worker (or merged from several by [`crate::export::WindowMerger`]).
-#[derive(Debug, Clone)]
+///
+/// # Flows and the sealed table
+/// A worker seals by swapping tables: the window then carries the worker's whole [`FlowTable`], with its
+/// per-ENI totals, and nothing else is computed on the worker. The flows and the per-ENI counts are read out of
+/// the table on the first call of an accessor ([`SealedWindow::flows`], [`SealedWindow::skipped`], ...: on the
+/// exporter's thread, O(flows + ENIs), allocates). Give the table back to its meter with
+/// [`SealedWindow::take_table`] and [`crate::flow::Meter::recycle_table`]; a window dropped with its table frees
+/// it. A window without a table (merged, copied out, summarised, empty) carries its contents directly.
+#[derive(Debug)]
 pub struct SealedWindow {
     pub(crate) start: u64,
     pub(crate) end: u64,
     pub(crate) enis: Arc<EniTable>,
     pub(crate) older_enis: Vec<Arc<EniTable>>,
-    pub(crate) flows: FlowBatch,
-    pub(crate) active: EniSet,
-    pub(crate) skipped: Vec<(EniSlot, SkipCounts)>,
+    /// The sealed flow table, while the window holds it.
+    pub(crate) table: Option<FlowTable>,
+    /// Flows and per-ENI counts: read out of `table` on first use, or set when sealed without a table.
+    pub(crate) contents: OnceLock<Contents>,
     pub(crate) summarised: bool,
+}
+
+/// What a window holds once read out of its table.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Contents {
+    pub(crate) flows: FlowBatch,
+    /// Per-ENI packets and bytes recorded in the flows (ascending by slot, no zero entries): what a summary
+    /// turns into SKIPDATA in O(ENIs).
+    pub(crate) recorded: Vec<(EniSlot, SkipCounts)>,
+    pub(crate) skipped: Vec<(EniSlot, SkipCounts)>,
+    pub(crate) active: EniSet,
+}
+
+impl Contents {
+    /// The contents of `table`: its flows (when `with_flows`) and its per-ENI totals.
+    pub(crate) fn of(table: &FlowTable, with_flows: bool) -> Contents {
+        let mut contents = Contents::default();
+        if with_flows {
+            table.append_to(&mut contents.flows);
+        }
+        let totals = table.totals();
+        contents.active = EniSet::with_slots(totals.len());
+        for (index, t) in totals.iter().enumerate() {
+            if t.is_zero() {
+                continue;
+            }
+            // Slots fit in u32 (EniTable refuses more).
+            let slot = EniSlot(index as u32);
+            contents.active.insert(slot);
+            if !t.recorded.is_zero() {
+                contents.recorded.push((slot, t.recorded));
+            }
+            if !t.skipped.is_zero() {
+                contents.skipped.push((slot, t.skipped));
+            }
+        }
+        contents
+    }
 }
 
 impl SealedWindow {
@@ -152,52 +199,119 @@ impl SealedWindow {
 
     /// The flows with their counts.
     pub fn flows(&self) -> &[FlowEntry] {
-        self.flows.entries()
+        self.contents().flows.entries()
+    }
+
+    /// Whether the window still holds its worker's sealed flow table (see [`SealedWindow::take_table`]).
+    pub fn holds_table(&self) -> bool {
+        self.table.is_some()
+    }
+
+    /// Takes the sealed flow table out, emptied, for [`crate::flow::Meter::recycle_table`]; the window's
+    /// contents stay readable (they are read out of the table first, O(flows)). Call it off the worker's thread
+    /// (the exporter), before handing the window to a [`crate::export::WindowMerger`] (which frees the tables of
+    /// the windows it merges). `None` when the window holds no table.
+    pub fn take_table(&mut self) -> Option<FlowTable> {
+        let _ = self.contents();
+        let mut table = self.table.take()?;
+        table.clear();
+        Some(table)
     }
 
     /// Whether `slot` had traffic (recorded or skipped) in the window.
     pub fn had_traffic(&self, slot: EniSlot) -> bool {
-        self.active.contains(slot)
+        self.contents().active.contains(slot)
     }
 
     /// The slots that had traffic (recorded or skipped) in the window.
     pub fn active(&self) -> &EniSet {
-        &self.active
+        &self.contents().active
     }
 
     /// Per-ENI SKIPDATA counts, ascending by slot, no zero entries.
     pub fn skipped(&self) -> &[(EniSlot, SkipCounts)] {
-        &self.skipped
+        &self.contents().skipped
     }
 
-    /// Whether the window is a summary: the seal sink refused it, so its flows were turned into SKIPDATA.
+    /// Per-ENI packets and bytes of the flows (OK records), ascending by slot, no zero entries.
+    pub fn recorded(&self) -> &[(EniSlot, SkipCounts)] {
+        &self.contents().recorded
+    }
+
+    /// Whether the window is a summary: its flows were turned into SKIPDATA (the seal sink refused it, or no
+    /// spare table was free under [`crate::flow::SpareTableFallback::SkipData`]).
     pub fn is_summary(&self) -> bool {
         self.summarised
     }
 
-    /// Gives the flow storage back (e.g. to [`crate::flow::Meter::recycle`]).
-    pub fn into_flows(self) -> FlowBatch {
-        self.flows
+    /// Gives the flow storage back (e.g. to [`crate::flow::Meter::recycle`]); a sealed table still held is
+    /// freed.
+    pub fn into_flows(mut self) -> FlowBatch {
+        self.take_contents().flows
     }
 
-    /// Turns the window into a summary: every flow's packets and bytes become SKIPDATA of its ENI. Returns the
-    /// emptied flow storage and the (packets, bytes) moved.
-    pub(crate) fn summarise(&mut self) -> (FlowBatch, SkipCounts) {
+    /// The contents, read out of the table on first use.
+    pub(crate) fn contents(&self) -> &Contents {
+        self.contents.get_or_init(|| match &self.table {
+            Some(table) => Contents::of(table, true),
+            None => Contents::default(),
+        })
+    }
+
+    /// Reads the contents out (if still in the table) and takes them; the table stays.
+    pub(crate) fn take_contents(&mut self) -> Contents {
+        let _ = self.contents();
+        self.contents.take().unwrap_or_default()
+    }
+
+    /// Turns the window into a summary in O(ENIs) once its contents are read (O(flows) if they are still in
+    /// the table): every recorded packet and byte becomes SKIPDATA of its ENI. Returns the sealed table (emptied)
+    /// and the flow storage, both for reuse, and the (packets, bytes) moved.
+    pub(crate) fn summarise(&mut self) -> (Option<FlowTable>, FlowBatch, SkipCounts) {
+        let mut contents = match self.table.take() {
+            // Only the totals are needed: the flows are not read out.
+            Some(table) if self.contents.get().is_none() => {
+                let contents = Contents::of(&table, false);
+                self.table = Some(table);
+                contents
+            }
+            table => {
+                self.table = table;
+                self.take_contents()
+            }
+        };
         let mut moved = SkipCounts::default();
-        let mut skipped = std::mem::take(&mut self.skipped);
-        for entry in self.flows.entries() {
-            let counts = SkipCounts {
-                packets: entry.counts.packets,
-                bytes: entry.counts.bytes,
-            };
+        let mut skipped = std::mem::take(&mut contents.skipped);
+        for &(slot, counts) in &contents.recorded {
             moved.add(counts);
-            skipped.push((entry.key.eni, counts));
+            skipped.push((slot, counts));
         }
-        self.skipped = merge_skips(skipped);
-        self.summarised = true;
-        let mut flows = std::mem::take(&mut self.flows);
+        contents.recorded.clear();
+        contents.skipped = merge_skips(skipped);
+        let mut flows = std::mem::take(&mut contents.flows);
         flows.clear();
-        (flows, moved)
+        self.contents = OnceLock::from(contents);
+        self.summarised = true;
+        let mut table = self.table.take();
+        if let Some(t) = &mut table {
+            t.clear();
+        }
+        (table, flows, moved)
+    }
+}
+
+/// A copy with the contents read out and without the sealed table (tables are not duplicated).
+impl Clone for SealedWindow {
+    fn clone(&self) -> Self {
+        SealedWindow {
+            start: self.start,
+            end: self.end,
+            enis: Arc::clone(&self.enis),
+            older_enis: self.older_enis.clone(),
+            table: None,
+            contents: OnceLock::from(self.contents().clone()),
+            summarised: self.summarised,
+        }
     }
 }
 

@@ -28,8 +28,9 @@ impl MacAddr {
     /// The address as the low 48 bits of a `u64` (first octet most significant).
     #[inline]
     pub fn to_u64(self) -> u64 {
+        // A 4-byte and a 2-byte read, matching how a MAC is copied (no overlapping wide read).
         let [a, b, c, d, e, f] = self.0;
-        u64::from_be_bytes([0, 0, a, b, c, d, e, f])
+        u64::from(u32::from_be_bytes([a, b, c, d])) << 16 | u64::from(u16::from_be_bytes([e, f]))
     }
 
     /// Whether the group (multicast / broadcast) bit is set.
@@ -93,17 +94,17 @@ pub(crate) struct L2 {
 }
 
 /// Walks the Ethernet header and any VLAN tags of `frame`.
+#[inline]
 pub(crate) fn parse_l2(frame: &[u8]) -> Result<L2, MalformedReason> {
     let (header, mut rest) = frame
         .split_first_chunk::<14>()
         .ok_or(MalformedReason::TruncatedEthernet)?;
-    let dst = MacAddr([
-        header[0], header[1], header[2], header[3], header[4], header[5],
-    ]);
-    let src = MacAddr([
-        header[6], header[7], header[8], header[9], header[10], header[11],
-    ]);
-    let mut ethertype = u16::from_be_bytes([header[12], header[13]]);
+    // Whole-array copies (not byte by byte), so later wide reads of the MACs forward from single stores.
+    let [macs @ .., e0, e1] = *header;
+    let [dst @ .., _, _, _, _, _, _] = macs;
+    let [_, _, _, _, _, _, src @ ..] = macs;
+    let (dst, src) = (MacAddr(dst), MacAddr(src));
+    let mut ethertype = u16::from_be_bytes([e0, e1]);
     let mut len = 14;
     let mut tags = 0;
     while matches!(ethertype, TPID_8021Q | TPID_8021AD | TPID_QINQ_LEGACY) {

@@ -57,10 +57,11 @@ pub const PROTO_ICMPV6: u8 = 58;
 pub const TCP_FLAGS_MASK: u8 = 0x3f;
 
 /// Address family of a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[repr(u8)]
 pub enum Family {
     /// IPv4: the address occupies the last 4 of 16 bytes, IPv4-mapped (`::ffff:a.b.c.d`).
+    #[default]
     V4 = 4,
     /// IPv6: all 16 bytes.
     V6 = 6,
@@ -72,9 +73,8 @@ pub type AddrBytes = [u8; 16];
 /// Converts a 4-byte IPv4 address to the 16-byte [`AddrBytes`] form.
 #[inline]
 pub fn v4_mapped(a: [u8; 4]) -> AddrBytes {
-    [
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
-    ]
+    // One 16-byte value (not sixteen byte stores), so that wide reads of it forward from a single store.
+    (u128::from(u32::from_le_bytes(a)) << 96 | 0xffff_u128 << 80).to_le_bytes()
 }
 
 /// Converts 16 address bytes of `family` to a std [`IpAddr`].
@@ -98,8 +98,9 @@ pub struct Fragment {
     pub protocol: u8,
 }
 
-/// The flow-relevant facts of one parsed packet (the inner packet for VXLAN).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The flow-relevant facts of one parsed packet (the inner packet for VXLAN). The default is a placeholder for
+/// [`parse_into`] to fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Packet {
     /// Source MAC of the (inner) Ethernet frame: the ENI it belongs to sent the packet (`out`).
     pub src_mac: MacAddr,
@@ -210,45 +211,57 @@ malformed_reasons! {
 
 /// Parses one frame: `frame` is the captured bytes, `wire_len` the frame's length on the wire (pcap `orig_len`,
 /// mbuf `pkt_len`). A `wire_len` below `frame.len()` is taken as `frame.len()`.
+#[inline]
 pub fn parse(frame: &[u8], wire_len: usize) -> Result<Packet, Discard> {
-    parse_frame(frame, wire_len.max(frame.len()), true)
+    let mut packet = Packet::default();
+    parse_into(frame, wire_len, &mut packet)?;
+    Ok(packet)
 }
 
-/// Parses an Ethernet frame; `decap` allows one VXLAN decapsulation.
-fn parse_frame(frame: &[u8], wire_len: usize, decap: bool) -> Result<Packet, Discard> {
+/// [`parse`] into a caller-owned packet (e.g. a slot of a burst's array), without moving it: on `Ok` every field
+/// of `out` is set; on `Err` its fields are unspecified.
+#[inline]
+pub fn parse_into(frame: &[u8], wire_len: usize, out: &mut Packet) -> Result<(), Discard> {
+    parse_frame::<true>(frame, wire_len.max(frame.len()), out)
+}
+
+/// Parses an Ethernet frame into `out`; `DECAP` allows one VXLAN decapsulation (the inner frame is parsed with
+/// `false`, so the nesting is bounded by the types, and the outer level can be inlined).
+#[inline]
+fn parse_frame<const DECAP: bool>(
+    frame: &[u8],
+    wire_len: usize,
+    out: &mut Packet,
+) -> Result<(), Discard> {
     let l2 = ethernet::parse_l2(frame)?;
     let l3 = frame.get(l2.len..).unwrap_or_default();
     let wire_avail = wire_len.saturating_sub(l2.len);
-    let ip = match l2.ethertype {
-        ETHERTYPE_IPV4 => ip::parse_ipv4(l3, wire_avail)?,
-        ETHERTYPE_IPV6 => ip::parse_ipv6(l3, wire_avail)?,
+    let l4 = match l2.ethertype {
+        ETHERTYPE_IPV4 => ip::parse_ipv4(l3, wire_avail, out)?,
+        ETHERTYPE_IPV6 => ip::parse_ipv6(l3, wire_avail, out)?,
         _ => return Err(Discard::NonIp),
     };
-    if decap
-        && ip.protocol == PROTO_UDP
-        && ip.fragment.is_none()
-        && ip.ports.1 == VXLAN_PORT
-        && let Some(vxlan) = ip::vxlan(ip.l4)?
+    if DECAP
+        && out.protocol == PROTO_UDP
+        && out.fragment.is_none()
+        && out.dst_port == VXLAN_PORT
+        && let Some(vxlan) = ip::vxlan(l4.bytes)?
     {
-        let inner_wire = ip.l4_wire_len.saturating_sub(ip::VXLAN_OVERHEAD);
-        let mut inner = parse_frame(vxlan.inner, inner_wire, false)?;
-        inner.vni = Some(vxlan.vni);
-        return Ok(inner);
+        let inner_wire = l4.wire_len.saturating_sub(ip::VXLAN_OVERHEAD);
+        parse_inner(vxlan.inner, inner_wire, out)?;
+        out.vni = Some(vxlan.vni);
+        return Ok(());
     }
-    Ok(Packet {
-        src_mac: l2.src,
-        dst_mac: l2.dst,
-        vni: None,
-        family: ip.family,
-        src: ip.src,
-        dst: ip.dst,
-        protocol: ip.protocol,
-        src_port: ip.ports.0,
-        dst_port: ip.ports.1,
-        tcp_flags: ip.tcp_flags,
-        ip_len: ip.ip_len,
-        fragment: ip.fragment,
-    })
+    out.src_mac = l2.src;
+    out.dst_mac = l2.dst;
+    out.vni = None;
+    Ok(())
+}
+
+/// The inner frame of VXLAN, out of line (the rare path).
+#[inline(never)]
+fn parse_inner(frame: &[u8], wire_len: usize, out: &mut Packet) -> Result<(), Discard> {
+    parse_frame::<false>(frame, wire_len, out)
 }
 
 #[cfg(test)]

@@ -3,10 +3,12 @@
 //! capture state, publishing each new ENI table to the workers over their command rings.
 //!
 //! # Threads and rings
-//! Each worker owns a [`WorkerEnd`]: the producer of its seal ring (SPSC, `rtrb`), the consumer of its command
-//! ring, and a `finished` flag. The exporter holds the matching [`WorkerLink`]s. Nothing else is shared: the
-//! worker never waits on the exporter (a full seal ring makes the meter keep a SKIPDATA summary, which it
-//! delivers later), and the exporter never touches a worker's table.
+//! Each worker owns a [`WorkerEnd`]: the producer of its seal ring (SPSC, `rtrb`), the consumers of its command
+//! ring and of its table-return ring, and a `finished` flag. The exporter holds the matching [`WorkerLink`]s.
+//! Seal by swap: a sealed window carries the worker's full flow table; the exporter reads the flows out, empties
+//! the table and returns it over the return ring, so the worker's pause at a seal is a pointer swap. Nothing else
+//! is shared: the worker never waits on the exporter (with no spare table, or a full seal ring, the meter keeps an
+//! exact SKIPDATA summary instead), and the exporter touches a table only after the worker handed it over.
 //!
 //! The exporter runs a single-threaded tokio runtime: the ring-draining loop (every millisecond, or at once when
 //! a capture change arrives), the gRPC delivery task and the control-plane watch share it.
@@ -32,7 +34,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use flowlog_dataplane::export::{Record, Rollup, WindowMerger, records, write_jsonl};
-use flowlog_dataplane::flow::{Eni, EniTable, SealSink, SealedWindow};
+use flowlog_dataplane::flow::{Eni, EniTable, FlowTable, SealSink, SealedWindow};
 use flowlog_proto::convert::to_proto;
 use flowlog_proto::v1 as proto;
 use tokio::sync::{mpsc, watch};
@@ -51,6 +53,7 @@ pub enum WorkerCommand {
 pub struct WorkerEnd {
     seals: rtrb::Producer<SealedWindow>,
     commands: rtrb::Consumer<WorkerCommand>,
+    returns: rtrb::Consumer<FlowTable>,
     finished: Arc<AtomicBool>,
 }
 
@@ -58,26 +61,32 @@ pub struct WorkerEnd {
 pub struct WorkerLink {
     seals: rtrb::Consumer<SealedWindow>,
     commands: rtrb::Producer<WorkerCommand>,
+    /// Flow tables of sealed windows, emptied, on their way back to the worker (seal by swap).
+    returns: rtrb::Producer<FlowTable>,
     finished: Arc<AtomicBool>,
     /// A table not yet pushed because the command ring was full.
     pending_table: Option<Arc<EniTable>>,
     merged_finish: bool,
 }
 
-/// Creates the rings between one worker and the exporter; `seal_capacity` sealed windows fit in the ring.
-pub fn link(seal_capacity: usize) -> (WorkerEnd, WorkerLink) {
+/// Creates the rings between one worker and the exporter: `seal_capacity` sealed windows fit in the seal ring,
+/// and the return ring holds every flow table the worker owns (`tables`: its open table plus its spares).
+pub fn link(seal_capacity: usize, tables: usize) -> (WorkerEnd, WorkerLink) {
     let (seal_tx, seal_rx) = rtrb::RingBuffer::new(seal_capacity);
     let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(8);
+    let (return_tx, return_rx) = rtrb::RingBuffer::new(tables.max(1));
     let finished = Arc::new(AtomicBool::new(false));
     (
         WorkerEnd {
             seals: seal_tx,
             commands: cmd_rx,
+            returns: return_rx,
             finished: finished.clone(),
         },
         WorkerLink {
             seals: seal_rx,
             commands: cmd_tx,
+            returns: return_tx,
             finished,
             pending_table: None,
             merged_finish: false,
@@ -90,6 +99,12 @@ impl WorkerEnd {
     #[inline]
     pub fn next_command(&mut self) -> Option<WorkerCommand> {
         self.commands.pop().ok()
+    }
+
+    /// The next emptied flow table the exporter gave back, if any (one ring read).
+    #[inline]
+    pub fn next_returned_table(&mut self) -> Option<FlowTable> {
+        self.returns.pop().ok()
     }
 
     /// The seal ring, as the meter's [`SealSink`].
@@ -348,7 +363,12 @@ async fn run(
         for (index, link) in links.iter_mut().enumerate() {
             // Read the flag before draining: a worker sets it only after its last seal was accepted.
             let finished = link.finished.load(Ordering::Acquire);
-            while let Ok(window) = link.seals.pop() {
+            while let Ok(mut window) = link.seals.pop() {
+                // Seal by swap: the flows are read out, and the emptied table goes back to the worker.
+                if let Some(table) = window.take_table() {
+                    // The return ring holds every table the worker owns, so it has room.
+                    let _ = link.returns.push(table);
+                }
                 merger
                     .push(index, window)
                     .context("merging a sealed window")?;
