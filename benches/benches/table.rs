@@ -16,7 +16,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowlog_benches::{cpu, print_machine, report_line};
+use flowlog_benches::{cpu, measure_on_cpu as measure, print_machine, report_line};
 use flowlog_dataplane::flow::{
     Action, Burst, Direction, Eni, EniSlot, EniTable, FlowCounts, FlowKey, FlowTable, FlowUpdate,
     IPV4_BYTES_PER_FLOW, IPV4_ENTRY_BYTES, IPV6_BYTES_PER_FLOW, IPV6_ENTRY_BYTES, MAX_BURST,
@@ -63,34 +63,6 @@ fn main() -> anyhow::Result<()> {
         seal_pause(n)?;
     }
     Ok(())
-}
-
-/// The best on-CPU time (wall time where the kernel does not expose it) of `runs` executions of `work`, after
-/// one warm-up run.
-fn measure<T>(runs: usize, mut work: impl FnMut() -> T) -> (Duration, Duration) {
-    std::hint::black_box(work());
-    let mut times: Vec<Duration> = (0..runs.max(1))
-        .map(|_| {
-            let (wall, cpu) = (Instant::now(), thread_cpu());
-            std::hint::black_box(work());
-            match (cpu, thread_cpu()) {
-                (Some(a), Some(b)) if b > a => b - a,
-                _ => wall.elapsed(),
-            }
-        })
-        .collect();
-    times.sort();
-    (times[0], times[times.len() / 2])
-}
-
-/// On-CPU time of this thread so far (`se.sum_exec_runtime`, in ms with ns digits), if the kernel shows it.
-fn thread_cpu() -> Option<Duration> {
-    let sched = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
-    let line = sched
-        .lines()
-        .find(|l| l.starts_with("se.sum_exec_runtime"))?;
-    let ms: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
-    (ms > 0.0).then(|| Duration::from_secs_f64(ms / 1e3))
 }
 
 fn env_list(name: &str, default: &[usize]) -> Vec<usize> {

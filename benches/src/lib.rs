@@ -19,6 +19,35 @@ pub fn measure<T>(runs: usize, mut work: impl FnMut() -> T) -> (Duration, Durati
     (times[0], times[times.len() / 2])
 }
 
+/// On-CPU time of the calling thread so far (`se.sum_exec_runtime` of /proc/thread-self/sched, ns precision), if
+/// the kernel shows it. On a machine other processes share, per-core throughput is packets / on-CPU time.
+pub fn thread_cpu() -> Option<Duration> {
+    let sched = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
+    let line = sched
+        .lines()
+        .find(|l| l.starts_with("se.sum_exec_runtime"))?;
+    let ms: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
+    (ms > 0.0).then(|| Duration::from_secs_f64(ms / 1e3))
+}
+
+/// The best on-CPU time (wall time where the kernel does not expose it) of `runs` executions of `work`, after
+/// one warm-up run.
+pub fn measure_on_cpu<T>(runs: usize, mut work: impl FnMut() -> T) -> (Duration, Duration) {
+    std::hint::black_box(work());
+    let mut times: Vec<Duration> = (0..runs.max(1))
+        .map(|_| {
+            let (wall, cpu) = (Instant::now(), thread_cpu());
+            std::hint::black_box(work());
+            match (cpu, thread_cpu()) {
+                (Some(a), Some(b)) if b > a => b - a,
+                _ => wall.elapsed(),
+            }
+        })
+        .collect();
+    times.sort();
+    (times[0], times[times.len() / 2])
+}
+
 /// The CPU model and its nominal frequency in GHz, from /proc/cpuinfo (`None` when unknown).
 pub fn cpu() -> (String, Option<f64>) {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -38,7 +67,10 @@ pub fn cpu() -> (String, Option<f64>) {
 /// Prints the machine a report was measured on.
 pub fn print_machine() {
     let (model, ghz) = cpu();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // Online CPUs of the machine (not of this thread's affinity, which EAL narrows).
+    let cores = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|info| info.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
     println!(
         "machine: {model}, {cores} cores, {} GHz",
         ghz.map_or("?".to_string(), |g| format!("{g:.2}"))

@@ -64,6 +64,28 @@ impl Burst {
         })
     }
 
+    /// The first segment's bytes of the mbuf at `index`, writable (to rewrite a frame before sending it again).
+    /// The burst owns its mbufs exclusively: this crate never makes clones or indirect mbufs.
+    pub fn data_mut(&mut self, index: usize) -> Option<&mut [u8]> {
+        let m = *self.mbufs[..self.len].get(index)?;
+        if m.is_null() {
+            return None;
+        }
+        // SAFETY: mbufs[..len] are valid mbufs owned by this burst, referenced by nothing else; plain field reads.
+        let (base, offset, len) = unsafe { ((*m).buf_addr, (*m).data_off, (*m).data_len) };
+        if base.is_null() || len == 0 {
+            return Some(&mut []);
+        }
+        // SAFETY: DPDK's invariant for a valid mbuf: buf_addr + data_off .. + data_len lies inside its buffer; the
+        // burst is borrowed mutably, so no other view of these bytes exists while the slice lives.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(
+                base.cast::<u8>().add(usize::from(offset)),
+                usize::from(len),
+            )
+        })
+    }
+
     /// The raw mbuf pointers held, e.g. to hand the burst to a C API that only reads them.
     pub fn as_ptrs(&self) -> &[*mut rte_mbuf] {
         &self.mbufs[..self.len]

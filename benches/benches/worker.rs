@@ -1,0 +1,477 @@
+//! One worker on mbuf bursts in memory, next to the floor: a loop that only receives the same mbufs and hands
+//! them on. Then the seal under load: a producer lcore offers traffic at 80% of the worker's measured peak across
+//! window boundaries, and every packet must be metered (none refused by a full ring while the worker seals).
+//!
+//! `cargo bench -p flowlog-benches --bench worker` (env `WORKER_FLOWS`, default `10000,1000000`;
+//! `WORKER_SECONDS`, default 2). Real EAL (`--no-huge`) and a `net_ring` vdev, whose TX loops back to its RX: the
+//! worker lcore receives a burst, rewrites each frame's flow id (so that a few hundred mbufs carry any number of
+//! flows), meters it (or, for the floor, does not), and transmits it back. Both loops do the same receive, rewrite
+//! and transmit, so the difference is the worker's own cost. Figures are per core from the worker thread's on-CPU
+//! time, since other processes share this machine's two CPUs; wall-clock figures are printed beside them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use flowlog_benches::{cpu, print_machine, thread_cpu};
+use flowlog_dataplane::flow::{
+    Action, Burst as FrameBurst, Eni, MacAddr, Meter, MeterConfig, SpareTableFallback,
+};
+use flowlog_vswitch::capture::CaptureState;
+use flowlog_vswitch::dpdk::{Burst, Eal, Mempool, Port, PortConfig, Socket, TscClock, tsc};
+use flowlog_vswitch::export::{ExportSink, Exporter, ExporterConfig, link};
+use flowlog_vswitch::worker::Worker;
+
+/// Mbufs circulating through the ring port.
+const IN_FLIGHT: usize = 768;
+const ENIS: u32 = 16;
+
+fn main() -> anyhow::Result<()> {
+    let flows = env_list("WORKER_FLOWS", &[10_000, 1_000_000]);
+    let seconds: f64 = std::env::var("WORKER_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2.0);
+    let args: Vec<String> = [
+        "--lcores=0@0,1@1,2@0",
+        "--no-huge",
+        "-m",
+        "512",
+        "--no-pci",
+        "--no-shconf",
+        "--no-telemetry",
+        "--log-level=lib.eal:warning",
+        "--vdev=net_ring0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let eal = Eal::init(&args).context("EAL")?;
+    let pool = Mempool::new(
+        &eal,
+        "bench",
+        16_383,
+        256,
+        Mempool::DEFAULT_DATA_ROOM,
+        Socket::Any,
+    )?;
+    let mut port = Port::by_name(&eal, "net_ring0")?;
+    port.configure(
+        &PortConfig {
+            rx_descriptors: 1024,
+            tx_descriptors: 1024,
+            ..PortConfig::default()
+        },
+        &pool,
+    )?;
+    port.start()?;
+    print_machine();
+    let ghz = cpu().1.unwrap_or(2.6);
+    println!(
+        "worker on lcore 1 (CPU 1), net_ring0 loopback, {IN_FLIGHT} mbufs circulating, 64-byte IPv4/TCP frames, {ENIS} ENIs, {seconds} s per run"
+    );
+
+    let mut peak_10k = 0.0;
+    for &n in &flows {
+        let floor = run_loop(&eal, &port, &pool, n, seconds, None)?;
+        let worker = run_loop(&eal, &port, &pool, n, seconds, Some(60))?;
+        println!("{n:>9} flows:");
+        floor.print("receive + rewrite + transmit (floor)", ghz);
+        worker.print("... + the worker (burst meter, 60 s windows)", ghz);
+        println!(
+            "{:>11} worker / floor: {:.2}x the cycles per packet",
+            "",
+            worker.cycles_per_packet(ghz) / floor.cycles_per_packet(ghz)
+        );
+        if peak_10k == 0.0 {
+            // Wall-clock peak: the producer paces in wall time, on a CPU this machine may share.
+            peak_10k = worker.packets as f64 / worker.wall.as_secs_f64() / 1e6;
+        }
+    }
+
+    // Seals under load: windows of 1 s, a producer at 80% of the (wall-clock) peak measured above.
+    let rate = 0.8 * peak_10k * 1e6;
+    let report = seal_under_load(&eal, &port, &pool, 10_000, rate, 4.5)?;
+    println!(
+        "seal under load: offered {:.2} Mpps for {:.1} s across {} window boundaries: {} packets offered, {} metered, {} refused by a full ring (lost)",
+        rate / 1e6,
+        report.seconds,
+        report.seals,
+        report.offered,
+        report.metered,
+        report.refused,
+    );
+    println!(
+        "  the worker's longest burst that sealed a window: {:.2} µs; longest burst of all: {:.1} µs (on a shared CPU this includes preemption)",
+        report.longest_seal.as_secs_f64() * 1e6,
+        report.longest_burst.as_secs_f64() * 1e6
+    );
+    drop(port);
+    Ok(())
+}
+
+/// What one run measured.
+struct Run {
+    packets: u64,
+    wall: Duration,
+    on_cpu: Duration,
+    tsc_cycles: u64,
+}
+
+impl Run {
+    fn mpps_on_cpu(&self) -> f64 {
+        self.packets as f64 / self.on_cpu.as_secs_f64() / 1e6
+    }
+
+    fn cycles_per_packet(&self, ghz: f64) -> f64 {
+        self.on_cpu.as_secs_f64() * ghz * 1e9 / self.packets as f64
+    }
+
+    fn print(&self, name: &str, ghz: f64) {
+        println!(
+            "{:>11} {name:<48} {:>7.2} Mpps/core {:>6.0} cycles/pkt on CPU   ({:.2} Mpps wall, {:.0} TSC cycles/pkt, {:.0}% of the run on CPU)",
+            "",
+            self.mpps_on_cpu(),
+            self.cycles_per_packet(ghz),
+            self.packets as f64 / self.wall.as_secs_f64() / 1e6,
+            self.tsc_cycles as f64 / self.packets as f64,
+            100.0 * self.on_cpu.as_secs_f64() / self.wall.as_secs_f64()
+        );
+    }
+}
+
+/// A 64-byte IPv4/TCP frame from ENI `i % ENIS` to the internet; its flow id goes into bytes 30..33 (the low
+/// three bytes of the destination address) and 34..36 (the source port).
+fn template(i: u32) -> [u8; 64] {
+    let mut f = [0u8; 64];
+    f[0..6].copy_from_slice(&[0x02, 0xff, 0xff, 0, 0, 1]);
+    f[6..12].copy_from_slice(&eni_mac(i % ENIS).0);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&46u16.to_be_bytes());
+    f[22] = 64;
+    f[23] = 6;
+    f[26..30].copy_from_slice(&[10, 0, (i % ENIS) as u8, 10]);
+    f[30] = 52;
+    f[36..38].copy_from_slice(&443u16.to_be_bytes());
+    f[46] = 0x50;
+    f[47] = 0x10;
+    f
+}
+
+/// Writes flow `id` into a frame made by [`template`].
+#[inline]
+fn set_flow(frame: &mut [u8], id: u32) {
+    if let Some(bytes) = frame.get_mut(31..36) {
+        bytes[0] = (id >> 24) as u8;
+        bytes[1] = (id >> 16) as u8;
+        bytes[2] = (id >> 8) as u8;
+        bytes[3] = 0x80 | (id as u8 >> 1);
+        bytes[4] = id as u8;
+    }
+}
+
+fn eni_mac(i: u32) -> MacAddr {
+    MacAddr([0x02, 0, 0, 0xe1, 0, i as u8])
+}
+
+fn enis() -> Vec<Eni> {
+    (0..ENIS)
+        .map(|i| {
+            let id = format!("eni-{i:05}");
+            Eni::new(id.as_str(), eni_mac(i), "i-1", "vsw-1", "vpc-1", "1")
+        })
+        .collect()
+}
+
+/// Puts `IN_FLIGHT` frames into the ring port.
+fn fill(port: &Port, pool: &Mempool) -> anyhow::Result<()> {
+    let mut tx = port.tx_queue(0)?;
+    let mut burst = Burst::new();
+    for i in 0..IN_FLIGHT as u32 {
+        let mut mbuf = pool.alloc()?;
+        mbuf.append(&template(i))?;
+        if let Err(_full) = burst.push(mbuf) {
+            anyhow::bail!("burst full");
+        }
+        if burst.len() == 32 {
+            tx.tx_burst(&mut burst);
+            anyhow::ensure!(burst.is_empty(), "the ring port refused frames");
+        }
+    }
+    tx.tx_burst(&mut burst);
+    Ok(())
+}
+
+/// Circulates the frames through lcore 1 for `seconds`: receive, rewrite the flow ids, optionally meter (with
+/// windows of `interval` seconds), transmit back. Returns what it measured.
+fn run_loop(
+    eal: &Eal,
+    port: &Port,
+    pool: &Mempool,
+    flows: usize,
+    seconds: f64,
+    interval: Option<u32>,
+) -> anyhow::Result<Run> {
+    fill(port, pool)?;
+    let mut rx = port.rx_queue(0)?;
+    let mut tx = port.tx_queue(0)?;
+    let (worker, exporter) = match interval {
+        Some(interval) => {
+            let (worker, exporter) = worker(interval, flows)?;
+            (Some(worker), Some(exporter))
+        }
+        None => (None, None),
+    };
+    let result = Arc::new(std::sync::Mutex::new(None));
+    let out = result.clone();
+    let clock = TscClock::calibrate().context("TSC")?;
+    eal.launch(1, move || {
+        let mut worker = worker;
+        let mut burst = Burst::new();
+        let mut next_flow = 0u32;
+        let mut packets = 0u64;
+        let began = Instant::now();
+        let cpu0 = thread_cpu().unwrap_or_default();
+        let tsc0 = tsc();
+        let deadline = tsc0 + (seconds * flowlog_vswitch::dpdk::tsc_hz() as f64) as u64;
+        if let Some(w) = worker.as_mut() {
+            w.start(clock.now_secs());
+        }
+        loop {
+            let now_tsc = tsc();
+            if now_tsc >= deadline {
+                break;
+            }
+            let n = rx.rx_burst(&mut burst);
+            for i in 0..n {
+                if let Some(frame) = burst.data_mut(i) {
+                    set_flow(frame, next_flow);
+                }
+                next_flow = if next_flow as usize + 1 >= flows {
+                    0
+                } else {
+                    next_flow + 1
+                };
+            }
+            if let Some(w) = worker.as_mut() {
+                w.poll_commands();
+                let secs = clock.ns_at(now_tsc) / 1_000_000_000;
+                let mut frames = FrameBurst::new();
+                for mbuf in burst.iter() {
+                    let _ = frames.push(mbuf.data(), mbuf.pkt_len() as usize, Action::Accept);
+                }
+                w.account_burst(secs, &frames);
+                w.record_cycles(tsc().wrapping_sub(now_tsc), n as u64);
+            }
+            packets += n as u64;
+            while !burst.is_empty() {
+                tx.tx_burst(&mut burst);
+            }
+        }
+        let run = Run {
+            packets,
+            wall: began.elapsed(),
+            on_cpu: thread_cpu().unwrap_or_default().saturating_sub(cpu0),
+            tsc_cycles: tsc().wrapping_sub(tsc0),
+        };
+        // Drain the port so the next run starts from a known set of mbufs.
+        let mut idle = 0;
+        while idle < 1000 {
+            if rx.rx_burst(&mut burst) == 0 {
+                idle += 1;
+            }
+            burst.free_all();
+        }
+        if let Some(w) = worker {
+            w.finish();
+        }
+        *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(run);
+        0
+    })?;
+    eal.wait(1)?;
+    if let Some(exporter) = exporter {
+        exporter.join()?;
+    }
+    let run = result
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .context("the worker lcore reported nothing")?;
+    Ok(run)
+}
+
+/// A worker whose exporter renders records into /dev/null.
+fn worker(interval: u32, flows: usize) -> anyhow::Result<(Worker, Exporter)> {
+    let capture = CaptureState::fixed(enis(), None)?;
+    let meter = Meter::new(
+        MeterConfig {
+            when_no_spare_table: SpareTableFallback::SkipData,
+            ..MeterConfig::new(interval, (flows + flows / 4).next_power_of_two())
+        },
+        capture.table().clone(),
+    )?;
+    let (end, link) = link(64, meter.spare_tables() + 1);
+    let exporter = Exporter::spawn(
+        ExporterConfig {
+            region: None,
+            sink: ExportSink::File("/dev/null".into()),
+            max_batch_records: 4096,
+            interval_secs: interval,
+            thread_init: Some(Arc::new(|| {
+                let _ = flowlog_vswitch::dpdk::unpin_current_thread();
+            })),
+        },
+        capture,
+        vec![link],
+        None,
+    )?;
+    Ok((Worker::new(meter, end), exporter))
+}
+
+/// What the seal-under-load run measured.
+struct SealReport {
+    seconds: f64,
+    seals: u64,
+    offered: u64,
+    metered: u64,
+    refused: u64,
+    longest_burst: Duration,
+    longest_seal: Duration,
+}
+
+/// A producer on lcore 2 offers `rate` packets per second (bursts of 32, paced by the TSC) to the ring port; the
+/// worker on lcore 1 meters them with 1-second windows and frees them. A transmit the full ring refuses is a loss.
+fn seal_under_load(
+    eal: &Eal,
+    port: &Port,
+    pool: &Mempool,
+    flows: usize,
+    rate: f64,
+    seconds: f64,
+) -> anyhow::Result<SealReport> {
+    let mut rx = port.rx_queue(0)?;
+    let mut tx = port.tx_queue(0)?;
+    let (mut worker, exporter) = worker(1, flows)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let refused = Arc::new(AtomicU64::new(0));
+    let offered = Arc::new(AtomicU64::new(0));
+    let hz = flowlog_vswitch::dpdk::tsc_hz();
+    let clock = TscClock::calibrate().context("TSC")?;
+
+    let producer_pool = pool.clone();
+    let (producer_stop, producer_refused, producer_offered) =
+        (stop.clone(), refused.clone(), offered.clone());
+    eal.launch(2, move || {
+        let ticks_per_burst = (32.0 * hz as f64 / rate) as u64;
+        let mut next = tsc();
+        let mut burst = Burst::new();
+        let mut flow = 0u32;
+        while !producer_stop.load(Ordering::Relaxed) {
+            if tsc() < next {
+                std::hint::spin_loop();
+                continue;
+            }
+            next += ticks_per_burst;
+            for _ in 0..32 {
+                let Ok(mut mbuf) = producer_pool.alloc() else {
+                    break;
+                };
+                let mut frame = template(flow);
+                set_flow(&mut frame, flow % flows as u32);
+                flow = flow.wrapping_add(1);
+                if mbuf.append(&frame).is_err() || burst.push(mbuf).is_err() {
+                    break;
+                }
+            }
+            producer_offered.fetch_add(burst.len() as u64, Ordering::Relaxed);
+            tx.tx_burst(&mut burst);
+            producer_refused.fetch_add(burst.len() as u64, Ordering::Relaxed);
+            burst.free_all();
+        }
+        0
+    })?;
+
+    let worker_stop = stop.clone();
+    let result = Arc::new(std::sync::Mutex::new(None));
+    let out = result.clone();
+    eal.launch(1, move || {
+        let mut burst = Burst::new();
+        let mut metered = 0u64;
+        let mut longest = 0u64;
+        let mut longest_seal = 0u64;
+        let mut sealed = 0u64;
+        worker.start(clock.now_secs());
+        while !worker_stop.load(Ordering::Relaxed) {
+            worker.poll_commands();
+            let n = rx.rx_burst(&mut burst);
+            let now = tsc();
+            if n == 0 {
+                worker.advance(clock.ns_at(now) / 1_000_000_000);
+                let took = tsc().wrapping_sub(now);
+                longest = longest.max(took);
+                if worker.counters().windows_sealed != sealed {
+                    sealed = worker.counters().windows_sealed;
+                    longest_seal = longest_seal.max(took);
+                }
+                continue;
+            }
+            let mut frames = FrameBurst::new();
+            for mbuf in burst.iter() {
+                let _ = frames.push(mbuf.data(), mbuf.pkt_len() as usize, Action::Accept);
+            }
+            worker.account_burst(clock.ns_at(now) / 1_000_000_000, &frames);
+            metered += n as u64;
+            burst.free_all();
+            let took = tsc().wrapping_sub(now);
+            longest = longest.max(took);
+            if worker.counters().windows_sealed != sealed {
+                sealed = worker.counters().windows_sealed;
+                longest_seal = longest_seal.max(took);
+            }
+        }
+        // Take what is still in the ring.
+        while rx.rx_burst(&mut burst) > 0 {
+            metered += burst.len() as u64;
+            burst.free_all();
+        }
+        let seals = worker.counters().windows_sealed;
+        worker.finish();
+        *out.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((metered, seals, longest, longest_seal));
+        0
+    })?;
+    let began = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    stop.store(true, Ordering::Relaxed);
+    eal.wait(2)?;
+    eal.wait(1)?;
+    exporter.join()?;
+    let (metered, seals, longest, longest_seal) = result
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .context("the worker reported nothing")?;
+    Ok(SealReport {
+        seconds: began.elapsed().as_secs_f64(),
+        seals,
+        offered: offered.load(Ordering::Relaxed),
+        metered,
+        refused: refused.load(Ordering::Relaxed),
+        longest_burst: Duration::from_secs_f64(longest as f64 / hz as f64),
+        longest_seal: Duration::from_secs_f64(longest_seal as f64 / hz as f64),
+    })
+}
+
+fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|x| x.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
