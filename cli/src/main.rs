@@ -15,10 +15,8 @@ struct Cli {
 enum Command {
     /// Meter a pcap capture offline (its timestamps as the clock) and print or deliver the records.
     Replay(flowlog_vswitch::replay::ReplayArgs),
-    /// Read records of a logstore from the collector.
-    Query(flowlog_collector::cli::QueryArgs),
-    /// The top flows of a logstore over a time range, by bytes or packets.
-    Top(flowlog_collector::cli::TopArgs),
+    #[command(flatten)]
+    Collector(flowlog_collector::cli::CollectorCommand),
     #[command(flatten)]
     Control(flowlog_control::cli::ControlCommand),
 }
@@ -28,8 +26,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => flowlog_vswitch::replay::run(&args).map(|_| ()),
-        Command::Query(args) => block_on(flowlog_collector::cli::run_query(args)),
-        Command::Top(args) => block_on(flowlog_collector::cli::run_top(args)),
+        Command::Collector(command) => block_on(flowlog_collector::cli::run(command)),
         Command::Control(command) => block_on(flowlog_control::cli::run(command)),
     };
     match result {

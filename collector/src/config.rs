@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::store::{StoreConfig, frame::MAX_PAYLOAD_LEN};
+use crate::store::{MaintenanceConfig, StoreConfig, frame::MAX_PAYLOAD_LEN};
 
 /// Errors reading the configuration.
 #[derive(Debug, Error)]
@@ -64,6 +64,29 @@ pub struct RawConfig {
     /// After SIGTERM/SIGINT, how long open streams may take to finish before the collector stops anyway, in
     /// seconds. Default 5; at most 3600.
     pub shutdown_grace_seconds: Option<u64>,
+    /// Whether a batch for an unknown project or logstore creates it (with `default-retention-hours`); when
+    /// false, such a batch ends the ingest stream with NOT_FOUND. Default true.
+    pub auto_create_logstores: Option<bool>,
+    /// Retention of logstores created by ingest or found without settings, in hours; 0 = forever. Default 0.
+    pub default_retention_hours: Option<u32>,
+    /// How often the maintenance task (conversion to Parquet, compaction, retention) runs, in seconds. Default
+    /// 5; 1 to 3600.
+    pub maintenance_interval_seconds: Option<u64>,
+    /// Write-ahead-log data older than this is converted to Parquet, in seconds. Default 60; at most 86400.
+    pub convert_after_seconds: Option<u64>,
+    /// Closed write-ahead-log segments holding this many bytes are converted without waiting, in bytes. Default
+    /// 67108864 (64 MiB); at least 1.
+    pub convert_bytes: Option<u64>,
+    /// An hour's Parquet files are merged once the hour ended this long ago, in seconds. Default 600; at most
+    /// 604800.
+    pub compact_after_seconds: Option<u64>,
+    /// Most records per file written by compaction, in records. Default 16777216; at least 1.
+    pub compact_file_records: Option<u64>,
+    /// Most rows a SQL query returns (requests may ask for fewer), in rows. Default 100000; 1 to 100000000.
+    pub sql_max_rows: Option<u64>,
+    /// Memory one SQL query may use for sorting, grouping and joining, in bytes. Default 2147483648 (2 GiB);
+    /// at least 16777216.
+    pub sql_memory_bytes: Option<u64>,
 }
 
 /// The settings, checked.
@@ -79,6 +102,10 @@ pub struct Config {
     pub max_in_flight_batches: usize,
     /// Time open streams get to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// Most rows a SQL query returns.
+    pub sql_max_rows: u64,
+    /// Memory one SQL query may use, in bytes.
+    pub sql_memory_bytes: usize,
 }
 
 impl Default for Config {
@@ -89,11 +116,22 @@ impl Default for Config {
                 segment_bytes: 16 << 20,
                 group_commit_bytes: 8 << 20,
                 dedup_window: 65536,
+                auto_create_logstores: true,
+                default_retention_hours: 0,
+                maintenance: MaintenanceConfig {
+                    interval: Duration::from_secs(5),
+                    convert_after: Duration::from_secs(60),
+                    convert_bytes: 64 << 20,
+                    compact_after: Duration::from_secs(600),
+                    file_records: 16 << 20,
+                },
             },
             max_message_bytes: 16 << 20,
             query_page_records: 1000,
             max_in_flight_batches: 64,
             shutdown_grace: Duration::from_secs(5),
+            sql_max_rows: 100_000,
+            sql_memory_bytes: 2 << 30,
         })
     }
 }
@@ -144,6 +182,45 @@ impl Config {
                     1,
                     1 << 32,
                 )?),
+                auto_create_logstores: raw.auto_create_logstores.unwrap_or(true),
+                default_retention_hours: raw.default_retention_hours.unwrap_or(0),
+                maintenance: MaintenanceConfig {
+                    interval: Duration::from_secs(ranged(
+                        "maintenance-interval-seconds",
+                        raw.maintenance_interval_seconds,
+                        5,
+                        1,
+                        3600,
+                    )?),
+                    convert_after: Duration::from_secs(ranged(
+                        "convert-after-seconds",
+                        raw.convert_after_seconds,
+                        60,
+                        0,
+                        86_400,
+                    )?),
+                    convert_bytes: ranged(
+                        "convert-bytes",
+                        raw.convert_bytes,
+                        64 << 20,
+                        1,
+                        u64::MAX,
+                    )?,
+                    compact_after: Duration::from_secs(ranged(
+                        "compact-after-seconds",
+                        raw.compact_after_seconds,
+                        600,
+                        0,
+                        604_800,
+                    )?),
+                    file_records: ranged(
+                        "compact-file-records",
+                        raw.compact_file_records,
+                        16 << 20,
+                        1,
+                        u64::MAX,
+                    )?,
+                },
             },
             max_message_bytes: to_usize(ranged(
                 "max-message-bytes",
@@ -172,6 +249,14 @@ impl Config {
                 5,
                 0,
                 3600,
+            )?),
+            sql_max_rows: ranged("sql-max-rows", raw.sql_max_rows, 100_000, 1, 100_000_000)?,
+            sql_memory_bytes: to_usize(ranged(
+                "sql-memory-bytes",
+                raw.sql_memory_bytes,
+                2 << 30,
+                16 << 20,
+                u64::MAX,
             )?),
         })
     }

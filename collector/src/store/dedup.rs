@@ -12,16 +12,60 @@
 //! - Memory per exporter is bounded: a contiguous watermark (every sequence up to it is stored) plus the set of
 //!   stored sequences above it, at most `window` of them.
 //!
+//! - [`Dedup::save`] writes the state to `DIR/DEDUP` (atomically); [`Dedup::load`] merges it back at open. The
+//!   maintenance task saves it before it deletes write-ahead-log segments, so the identities of converted batches
+//!   outlive their segments.
+//!
 //! # Limitations
 //! When the set above the watermark outgrows `window` (an exporter gave up on some batches for good), the
 //! watermark is advanced past the oldest gap, and the missing sequences are logged and from then on treated as
 //! stored. Exporter state is kept for every exporter ever seen; exporter ids are expected to be per instance.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::oneshot;
+
+use super::frame::{self, Scanned};
+use super::segment::{self, SegmentError};
+
+/// File name of the saved state, in the data directory.
+pub const FILE_NAME: &str = "DEDUP";
+
+/// Errors saving or loading the saved state.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    /// A file operation failed.
+    #[error(transparent)]
+    Io(#[from] SegmentError),
+    /// The file is damaged (bad frame or not this JSON).
+    #[error("exactly-once state {path} is damaged: {reason}")]
+    Damaged {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The saved form of the state.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SavedState {
+    exporters: Vec<SavedExporter>,
+}
+
+/// One exporter's saved state.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SavedExporter {
+    id: String,
+    watermark: u64,
+    above: Vec<u64>,
+}
 
 /// Identity of one batch: the exporter that sent it and its sequence number there.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -133,6 +177,69 @@ impl Dedup {
                 reason: reason.to_owned(),
             }));
         }
+    }
+
+    /// Writes the stored state (not the in-flight batches) to `dir/DEDUP`, atomically and durably.
+    pub fn save(&self, dir: &Path) -> Result<(), SnapshotError> {
+        let saved = {
+            let exporters = self.lock();
+            SavedState {
+                exporters: exporters
+                    .iter()
+                    .map(|(id, e)| SavedExporter {
+                        id: id.to_string(),
+                        watermark: e.watermark,
+                        above: e.above.iter().copied().collect(),
+                    })
+                    .collect(),
+            }
+        };
+        // Plain numbers and strings always serialise.
+        let json = serde_json::to_vec(&saved).unwrap_or_default();
+        let mut bytes = Vec::with_capacity(json.len() + frame::HEADER_LEN);
+        frame::encode_into(&json, &mut bytes).map_err(|e| SnapshotError::Damaged {
+            path: dir.join(FILE_NAME).display().to_string(),
+            reason: e.to_string(),
+        })?;
+        segment::write_atomic(dir, FILE_NAME, &bytes)?;
+        Ok(())
+    }
+
+    /// Merges the state saved in `dir/DEDUP` (if any) into this one; returns the number of exporters in it.
+    pub fn load(&self, dir: &Path) -> Result<usize, SnapshotError> {
+        let path = dir.join(FILE_NAME);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(SegmentError::io("read", &path)(e).into()),
+        };
+        let damaged = |reason: String| SnapshotError::Damaged {
+            path: path.display().to_string(),
+            reason,
+        };
+        let mut items = frame::scan(&bytes);
+        let payload = match (items.next(), items.next()) {
+            (Some(Scanned::Frame { payload, .. }), None) => payload,
+            _ => return Err(damaged("not one whole frame (torn or corrupt)".into())),
+        };
+        let saved: SavedState =
+            serde_json::from_slice(payload).map_err(|e| damaged(e.to_string()))?;
+        let count = saved.exporters.len();
+        let mut exporters = self.lock();
+        for saved in saved.exporters {
+            let exporter = exporters.entry(saved.id.as_str().into()).or_default();
+            if saved.watermark > exporter.watermark {
+                exporter.watermark = saved.watermark;
+                let watermark = exporter.watermark;
+                exporter.above.retain(|&s| s > watermark);
+            }
+            let id = saved.id;
+            for sequence in saved.above {
+                exporter.mark_stored(&id, sequence, self.window);
+            }
+            exporter.absorb();
+        }
+        Ok(count)
     }
 
     /// Number of exporters known.
@@ -258,6 +365,50 @@ mod tests {
         assert!(matches!(dedup.admit(&id("a", 2)), Admission::Stored));
         dedup.commit(&id("a", 4));
         assert_eq!(dedup.lock()[&Arc::<str>::from("a")].watermark, 5);
+    }
+
+    #[test]
+    fn saved_state_round_trips_and_damage_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let dedup = Dedup::new(16);
+        assert_eq!(dedup.load(dir.path()).unwrap(), 0, "no file yet");
+        for s in [1, 2, 3, 7] {
+            assert!(matches!(dedup.admit(&id("a", s)), Admission::New));
+            dedup.commit(&id("a", s));
+        }
+        assert!(matches!(dedup.admit(&id("b", 9)), Admission::New));
+        dedup.commit(&id("b", 9));
+        // In flight: not saved.
+        assert!(matches!(dedup.admit(&id("b", 10)), Admission::New));
+        dedup.save(dir.path()).unwrap();
+
+        let back = Dedup::new(16);
+        back.restore("a".into(), vec![4]);
+        assert_eq!(back.load(dir.path()).unwrap(), 2);
+        for (e, s, stored) in [
+            ("a", 1, true),
+            ("a", 4, true),
+            ("a", 5, false),
+            ("a", 7, true),
+            ("b", 9, true),
+            ("b", 10, false),
+            ("b", 1, false),
+        ] {
+            assert_eq!(
+                matches!(back.admit(&id(e, s)), Admission::Stored),
+                stored,
+                "{e} {s}"
+            );
+        }
+        assert_eq!(back.lock()[&Arc::<str>::from("a")].watermark, 4);
+
+        let path = dir.path().join(FILE_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Dedup::new(4).load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("DEDUP") && err.contains("damaged"), "{err}");
     }
 
     #[test]

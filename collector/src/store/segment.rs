@@ -67,11 +67,18 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SegmentError> {
         let id = entry.file_name().to_str().and_then(parse_file_name);
         match id {
             Some(id) if path.is_file() => segments.push((id, path)),
+            // Partitions, the manifest, settings, temporary files: the logstore's other contents.
+            _ if !path.is_file() || is_known_other(&entry.file_name().to_string_lossy()) => {}
             _ => tracing::warn!(path = %path.display(), "ignoring a file that is not a segment"),
         }
     }
     segments.sort_unstable_by_key(|(id, _)| *id);
     Ok(segments)
+}
+
+/// Files a logstore directory holds besides segments.
+fn is_known_other(name: &str) -> bool {
+    matches!(name, "MANIFEST" | "logstore.json") || name.ends_with(".tmp")
 }
 
 /// What recovery found in one segment.
@@ -150,6 +157,43 @@ pub fn sync_dir(dir: &Path) -> Result<(), SegmentError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(SegmentError::io("fsync directory", dir))
+}
+
+/// Replaces `dir/name` with `bytes` atomically and durably: writes `dir/name.tmp`, fsyncs it, renames it over
+/// `dir/name` and fsyncs `dir`. A crash leaves either the old or the new file (and perhaps a stale `.tmp`).
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), SegmentError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    {
+        let mut file = File::create(&tmp).map_err(SegmentError::io("create", &tmp))?;
+        io::Write::write_all(&mut file, bytes).map_err(SegmentError::io("write", &tmp))?;
+        file.sync_all().map_err(SegmentError::io("fsync", &tmp))?;
+    }
+    fs::rename(&tmp, &path).map_err(SegmentError::io("rename", &tmp))?;
+    sync_dir(dir)
+}
+
+/// Creates `dir` and any missing parents below `root` (which must exist), fsyncing each parent whose entry was
+/// added, so that the new directories survive a crash.
+pub fn create_dir_durable(root: &Path, dir: &Path) -> Result<(), SegmentError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent()
+        && parent != root
+        && parent.starts_with(root)
+    {
+        create_dir_durable(root, parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(SegmentError::io("create", dir)(e)),
+    }
+    match dir.parent() {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

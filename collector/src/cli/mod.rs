@@ -1,5 +1,10 @@
-//! The `flowlog query` and `flowlog top` subcommands: clap argument types and their runners, for the `flowlog`
-//! binary to dispatch to.
+//! The log service's `flowlog` subcommands: clap argument types and their runners, for the `flowlog` binary to
+//! dispatch to ([`CollectorCommand`] flattens into its subcommands; [`run`] runs one).
+//!
+//! - `query`, `top`: records and 5-tuple flows, read with the record stream (`Query`), below;
+//! - `sql`, `talkers`, `traffic`, `rejected`, `eni-traffic`: SQL run by the collector ([`sql`]);
+//! - `create-project`, `list-projects`, `delete-project`, `create-logstore`, `list-logstores`,
+//!   `update-logstore`, `delete-logstore` ([`admin`]).
 //!
 //! # Guarantees
 //! - `query --json` prints one [`record_json`] line per record, in storage order, nothing else on stdout.
@@ -19,8 +24,95 @@ use flowlog_proto::v1::collector_client::CollectorClient;
 use flowlog_proto::v1::{Action, LogStatus, QueryRequest, QueryResponse, Record};
 use tonic::transport::Channel;
 
+use crate::analysis::Analysis;
 use crate::render;
 pub use crate::render::record_json;
+
+pub mod admin;
+pub mod sql;
+
+/// The log service's subcommands of `flowlog`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum CollectorCommand {
+    /// Read records of a logstore from the collector.
+    Query(QueryArgs),
+    /// The top flows (5-tuples) of a logstore over a time range, by bytes or packets.
+    Top(TopArgs),
+    /// Run one SQL query on a logstore (the table `flows`).
+    Sql(sql::SqlArgs),
+    /// Top talkers: the source addresses sending the most.
+    Talkers(sql::TalkersArgs),
+    /// Traffic over time: bytes, packets and rejected packets per step.
+    Traffic(sql::TrafficArgs),
+    /// Rejected traffic per source, destination, port and protocol.
+    Rejected(sql::RankedArgs),
+    /// Traffic in and out of each ENI.
+    EniTraffic(sql::RankedArgs),
+    /// Create a project.
+    CreateProject(admin::CreateProjectArgs),
+    /// List the projects.
+    ListProjects(admin::ListProjectsArgs),
+    /// Delete a project with its logstores and their data.
+    DeleteProject(admin::DeleteProjectArgs),
+    /// Create a logstore in a project.
+    CreateLogstore(admin::CreateLogstoreArgs),
+    /// List logstores with their retention and storage figures.
+    ListLogstores(admin::ListLogstoresArgs),
+    /// Change a logstore's retention.
+    UpdateLogstore(admin::UpdateLogstoreArgs),
+    /// Delete a logstore and its data.
+    DeleteLogstore(admin::DeleteLogstoreArgs),
+}
+
+/// Runs one subcommand, printing to stdout.
+pub async fn run(command: CollectorCommand) -> anyhow::Result<()> {
+    let mut out = io::BufWriter::new(io::stdout());
+    let result = execute(&command, &mut out).await;
+    quiet_broken_pipe(result.and_then(|()| Ok(out.flush()?)))
+}
+
+/// Runs one subcommand, writing its output to `out`.
+pub async fn execute(
+    command: &CollectorCommand,
+    out: &mut (impl Write + Send),
+) -> anyhow::Result<()> {
+    match command {
+        CollectorCommand::Query(args) => write_query(args, out).await,
+        CollectorCommand::Top(args) => write_top(args, out).await,
+        CollectorCommand::Sql(args) => sql::write_sql(args, out).await,
+        CollectorCommand::Talkers(args) => {
+            sql::write_analysis(
+                &args.source,
+                &args.filter,
+                sql::talkers(args),
+                args.format,
+                out,
+            )
+            .await
+        }
+        CollectorCommand::Traffic(args) => {
+            let analysis = Analysis::Traffic {
+                step_seconds: args.step,
+            };
+            sql::write_analysis(&args.source, &args.filter, analysis, args.format, out).await
+        }
+        CollectorCommand::Rejected(args) => {
+            let analysis = Analysis::Rejected { limit: args.limit };
+            sql::write_analysis(&args.source, &args.filter, analysis, args.format, out).await
+        }
+        CollectorCommand::EniTraffic(args) => {
+            let analysis = Analysis::EniTraffic { limit: args.limit };
+            sql::write_analysis(&args.source, &args.filter, analysis, args.format, out).await
+        }
+        CollectorCommand::CreateProject(args) => admin::create_project(args, out).await,
+        CollectorCommand::ListProjects(args) => admin::list_projects(args, out).await,
+        CollectorCommand::DeleteProject(args) => admin::delete_project(args, out).await,
+        CollectorCommand::CreateLogstore(args) => admin::create_logstore(args, out).await,
+        CollectorCommand::ListLogstores(args) => admin::list_logstores(args, out).await,
+        CollectorCommand::UpdateLogstore(args) => admin::update_logstore(args, out).await,
+        CollectorCommand::DeleteLogstore(args) => admin::delete_logstore(args, out).await,
+    }
+}
 
 /// Where to read from: the collector and the logstore.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
@@ -252,7 +344,7 @@ fn request(source: &SourceArgs, filter: &FilterArgs, limit: u64) -> QueryRequest
     }
 }
 
-async fn connect(address: &str) -> anyhow::Result<CollectorClient<Channel>> {
+pub(crate) async fn connect(address: &str) -> anyhow::Result<CollectorClient<Channel>> {
     let endpoint = if address.contains("://") {
         address.to_owned()
     } else {
@@ -294,19 +386,19 @@ fn quiet_broken_pipe(result: anyhow::Result<()>) -> anyhow::Result<()> {
 }
 
 /// A column: header and alignment.
-struct Column {
+pub(crate) struct Column {
     header: &'static str,
     right: bool,
 }
 
-const fn left(header: &'static str) -> Column {
+pub(crate) const fn left(header: &'static str) -> Column {
     Column {
         header,
         right: false,
     }
 }
 
-const fn right(header: &'static str) -> Column {
+pub(crate) const fn right(header: &'static str) -> Column {
     Column {
         header,
         right: true,
@@ -342,14 +434,14 @@ const TOP_COLUMNS: [Column; 8] = [
 ];
 
 /// A streamed, aligned text table: the header is printed with the first rows, whose widths set the columns'.
-struct Table<'a> {
+pub(crate) struct Table<'a> {
     columns: &'a [Column],
     widths: Vec<usize>,
     started: bool,
 }
 
 impl<'a> Table<'a> {
-    fn new(columns: &'a [Column]) -> Self {
+    pub(crate) fn new(columns: &'a [Column]) -> Self {
         Table {
             columns,
             widths: columns.iter().map(|c| c.header.len()).collect(),
@@ -357,7 +449,7 @@ impl<'a> Table<'a> {
         }
     }
 
-    fn write(&mut self, out: &mut impl Write, rows: &[Vec<String>]) -> io::Result<()> {
+    pub(crate) fn write(&mut self, out: &mut impl Write, rows: &[Vec<String>]) -> io::Result<()> {
         for row in rows {
             for (width, cell) in self.widths.iter_mut().zip(row) {
                 *width = (*width).max(cell.chars().count());
@@ -372,7 +464,7 @@ impl<'a> Table<'a> {
     }
 
     /// Prints the header if no row came.
-    fn finish(&mut self, out: &mut impl Write) -> io::Result<()> {
+    pub(crate) fn finish(&mut self, out: &mut impl Write) -> io::Result<()> {
         if self.started {
             Ok(())
         } else {
@@ -452,7 +544,7 @@ fn tcp_flags_text(flags: u32) -> String {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC for a Unix second.
-fn utc(seconds: i64) -> String {
+pub(crate) fn utc(seconds: i64) -> String {
     let days = seconds.div_euclid(86_400);
     let time = seconds.rem_euclid(86_400);
     // Civil-from-days (Howard Hinnant's algorithm), valid for the whole i64 day range used here.
