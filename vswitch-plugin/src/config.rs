@@ -176,7 +176,8 @@ pub struct RawExport {
     /// Milliseconds to keep delivering after shutdown before spooling to disk or giving up (counted, logged).
     /// Default 15000.
     pub shutdown_grace_ms: Option<u64>,
-    /// Bytes of unacknowledged batches kept in memory before spilling to disk. Default 67108864 (64 MiB).
+    /// Bytes of unacknowledged batches kept in memory before spilling to disk (at least one batch is always
+    /// taken). Default 67108864 (64 MiB).
     pub spool_memory_bytes: Option<usize>,
     /// Directory of the disk spool (batches beyond memory, and what is unacknowledged at shutdown, for the next
     /// run). Default: none (memory only; overflow becomes SKIPDATA, and shutdown leftovers are counted as lost).

@@ -118,3 +118,30 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Waits until `path` (a log file) has, after byte `from`, a line containing every one of `needles`; returns when
+/// it appeared and the offset just past that line.
+pub fn wait_for_log(
+    path: &std::path::Path,
+    needles: &[&str],
+    from: usize,
+    timeout: std::time::Duration,
+) -> (std::time::Instant, usize) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut offset = from.min(text.len());
+        for line in text.get(offset..).unwrap_or_default().split_inclusive('\n') {
+            offset += line.len();
+            if line.ends_with('\n') && needles.iter().all(|n| line.contains(n)) {
+                return (std::time::Instant::now(), offset);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line with {needles:?} in {}:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

@@ -32,13 +32,15 @@ fn main() -> ExitCode {
         Ok(report) => {
             eprintln!(
                 "flowlog-vswitch: {} frames, {} windows, {} records, {} acknowledged, {} spooled for the next run, {} \
-                 replaced by SKIPDATA, {} abandoned, {} dropped by the ports",
+                 replaced by SKIPDATA ({} packets, {} bytes), {} abandoned, {} dropped by the ports",
                 report.counters.frames,
                 report.export.windows,
                 report.export.records,
                 report.export.records_acked,
                 report.export.records_persisted,
                 report.export.records_skipped,
+                report.export.packets_skipped,
+                report.export.bytes_skipped,
                 report.export.records_abandoned,
                 report.port_drops
             );

@@ -78,6 +78,8 @@ pub struct DeliveryStats {
     pub records_skipped: AtomicU64,
     /// Packets in those SKIPDATA sums.
     pub skipped_packets: AtomicU64,
+    /// Bytes in those SKIPDATA sums.
+    pub skipped_bytes: AtomicU64,
     /// Records written to the disk spool at shutdown, for the next run to deliver.
     pub records_persisted: AtomicU64,
     /// Records given up: at shutdown without a disk spool, or not even fitting the SKIPDATA ledger.
@@ -263,6 +265,10 @@ impl State {
         );
         stats.skipped_packets.fetch_add(
             after.skipped_packets - before.skipped_packets,
+            Ordering::Relaxed,
+        );
+        stats.skipped_bytes.fetch_add(
+            after.skipped_bytes - before.skipped_bytes,
             Ordering::Relaxed,
         );
         stats.records_abandoned.fetch_add(

@@ -199,6 +199,10 @@ pub struct ExportReport {
     pub records_persisted: u64,
     /// Records replaced by SKIPDATA sums because the spool overflowed.
     pub records_skipped: u64,
+    /// Packets of the records replaced by SKIPDATA sums (the sums carry exactly these).
+    pub packets_skipped: u64,
+    /// Bytes of the records replaced by SKIPDATA sums.
+    pub bytes_skipped: u64,
 }
 
 /// A running exporter thread.
@@ -552,6 +556,8 @@ impl Output {
                 report.records_acked = stats.records_acked.load(Ordering::Relaxed);
                 report.records_persisted = stats.records_persisted.load(Ordering::Relaxed);
                 report.records_skipped = stats.records_skipped.load(Ordering::Relaxed);
+                report.packets_skipped = stats.skipped_packets.load(Ordering::Relaxed);
+                report.bytes_skipped = stats.skipped_bytes.load(Ordering::Relaxed);
             }
         }
         Ok(())

@@ -132,7 +132,10 @@ impl Spool {
     pub fn push(&mut self, batch: IngestBatch) -> Result<(), SpoolError> {
         let size = batch.encoded_len();
         let disk_busy = self.disk.as_ref().is_some_and(|d| !d.is_empty());
-        if !disk_busy && self.memory_bytes + size <= self.config.memory_bytes {
+        // An empty memory part takes any one batch, so a batch larger than the whole budget still flows while
+        // the collector keeps up.
+        let fits = self.memory.is_empty() || self.memory_bytes + size <= self.config.memory_bytes;
+        if !disk_busy && fits {
             self.memory_bytes += size;
             self.memory.push_back(batch);
             return Ok(());
@@ -659,6 +662,9 @@ mod tests {
         let mut config = config(None, 0, 0);
         config.max_ledger_entries = 2;
         let mut spool = Spool::open(config).unwrap();
+        // An empty memory part takes one batch whatever its size; the next one overflows.
+        let first = batch(0, &[("eni-z", 1, 10, OK)]);
+        spool.push(first.clone()).unwrap();
         spool
             .push(batch(
                 1,
@@ -669,6 +675,7 @@ mod tests {
                 ],
             ))
             .unwrap();
+        assert_eq!(spool.pop().unwrap(), Some(first));
         assert_eq!(spool.pop().unwrap(), None);
         assert_eq!(spool.stats().ledger_overflow_records, 1);
         let ledger = spool.take_ledger();
