@@ -12,7 +12,7 @@
 //!    `fdatasync` every 8 MiB, by one thread of this process (records per CPU second).
 //! 2. The top-10 talkers analysis (`flowlog talkers`: OK records, `GROUP BY srcaddr`, by bytes) over
 //!    `--query-records` records (default 100 million) in hourly Parquet files written by the collector's own
-//!    writer: as the collector runs it (its dictionary-aware scan, in process), and the same SQL through its
+//!    writer: as the collector runs it (`SqlEngine::analyze`, in process), and the same SQL text through its
 //!    DataFusion engine; baseline: DuckDB (`python3 -m pip install duckdb`) running the same SQL over the same
 //!    files, same machine, same number of threads. The data set is generated once into `--data` (default
 //!    `target/bench-data`) and reused by later runs.
@@ -443,7 +443,7 @@ fn query(records: u64, data: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let engine = SqlEngine::new(store, 8 << 30, 1000);
-    let mut scan = Vec::new();
+    let mut analysis = Vec::new();
     let mut answer = Vec::new();
     for _ in 0..3 {
         let t0 = Instant::now();
@@ -458,12 +458,12 @@ fn query(records: u64, data: &Path) -> anyhow::Result<()> {
             },
             filters: Filters::default(),
         }))?;
-        scan.push(t0.elapsed());
+        analysis.push(t0.elapsed());
         answer = rows(&batches);
     }
     println!(
-        "  flowlog-collector talkers analysis (dictionary-aware scan, 2 threads): runs {}",
-        runs(&scan)
+        "  flowlog-collector talkers analysis (SqlEngine::analyze, 2 threads):    runs {}",
+        runs(&analysis)
     );
     let mut sql = Vec::new();
     for _ in 0..3 {
@@ -481,7 +481,10 @@ fn query(records: u64, data: &Path) -> anyhow::Result<()> {
                 .await
         })?;
         sql.push(t0.elapsed());
-        anyhow::ensure!(rows(&batches) == answer, "the SQL and the scan disagree");
+        anyhow::ensure!(
+            rows(&batches) == answer,
+            "the SQL and the analysis disagree"
+        );
     }
     println!(
         "  flowlog-collector same SQL through DataFusion (2 threads):             runs {}",
@@ -494,6 +497,7 @@ fn query(records: u64, data: &Path) -> anyhow::Result<()> {
 import duckdb, time, json
 con = duckdb.connect()
 con.execute("SET threads TO 2")
+con.execute("SET enable_progress_bar = false")
 sql = """SELECT srcaddr, SUM(bytes) AS bytes, SUM(packets) AS packets, COUNT(*) AS records
          FROM read_parquet('{}') WHERE log_status = 'OK'
          GROUP BY srcaddr ORDER BY bytes DESC, packets DESC, srcaddr LIMIT 10"""
@@ -511,7 +515,10 @@ print(json.dumps({{"version": duckdb.__version__, "times": times, "rows": [[r[0]
     let output = Command::new(&python).arg("-c").arg(&script).output();
     match output {
         Ok(out) if out.status.success() => {
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+            // The JSON is the last line (anything DuckDB prints comes before it).
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let v: serde_json::Value =
+                serde_json::from_str(stdout.lines().last().unwrap_or_default())?;
             let times: Vec<Duration> = v["times"]
                 .as_array()
                 .context("times")?

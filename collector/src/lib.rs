@@ -6,8 +6,7 @@
 //!   stored as received, checked without decoding).
 //! - [`config`]: the optional TOML configuration of the `flowlog-collector` binary.
 //! - [`names`]: project and logstore naming rules.
-//! - [`sql`]: SQL over a logstore (DataFusion), and [`analysis`]: the built-in analyses as SQL; [`talkers`]: top
-//!   talkers by a dictionary-aware scan.
+//! - [`sql`]: SQL over a logstore (DataFusion), and [`analysis`]: the built-in analyses as SQL.
 //! - [`web`]: the web view and its JSON API, served over HTTP.
 //! - [`cli`]: the `flowlog` subcommands of the log service, for the `flowlog` binary; [`record_json`] renders a
 //!   record as SPEC.md's JSON line.
@@ -22,7 +21,6 @@ pub mod render;
 pub mod service;
 pub mod sql;
 pub mod store;
-pub mod talkers;
 pub mod web;
 
 pub use render::record_json;

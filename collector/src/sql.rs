@@ -198,29 +198,11 @@ impl SqlEngine {
         &self.store
     }
 
-    /// Runs a built-in analysis: its SQL ([`Analysis::sql`]), or for unfiltered top talkers the equivalent
-    /// dictionary-aware scan of [`crate::talkers`] (same rows, much faster on large logstores).
+    /// Runs a built-in analysis: its SQL ([`Analysis::sql`]).
     pub async fn analyze(
         &self,
         query: &AnalysisQuery,
     ) -> Result<(SchemaRef, Vec<RecordBatch>), SqlError> {
-        if let Analysis::Talkers { by, limit } = query.analysis
-            && query.filters == Filters::default()
-        {
-            let snapshot = self.store.snapshot(&query.project, &query.logstore)?;
-            let range = RecordFilter {
-                from: query.from,
-                to: query.to,
-                ..RecordFilter::default()
-            };
-            let limit = limit.min(self.max_rows);
-            let batch = tokio::task::spawn_blocking(move || {
-                crate::talkers::top_talkers(&snapshot, &range, by, limit)
-            })
-            .await
-            .map_err(|e| SqlError::Execution(format!("top talkers: {e}")))??;
-            return Ok((batch.schema(), vec![batch]));
-        }
         let (schema, batches, _) = self
             .run(&SqlQuery {
                 project: query.project.clone(),
@@ -261,7 +243,8 @@ impl SqlEngine {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.memory_bytes, 1.0)
             .build_arc()?;
-        let config = SessionConfig::new().with_information_schema(false);
+        // Operators may tune the engine with DataFusion's DATAFUSION_* environment variables.
+        let config = SessionConfig::from_env()?.with_information_schema(false);
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         let schema = columnar::view_schema();
         let mut table = ctx.read_table(Arc::new(MemTable::try_new(schema.clone(), vec![wal])?))?;
