@@ -198,16 +198,7 @@ impl Collector for CollectorService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         names::validate_logstore(&request.logstore)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let action = match Action::try_from(request.action) {
-            Ok(Action::Unspecified) => None,
-            Ok(action) => Some(action),
-            Err(_) => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown action {}",
-                    request.action
-                )));
-            }
-        };
+        let action = action_of(request.action)?;
         if !self.store.contains(&request.project, &request.logstore) {
             return Err(Status::not_found(format!(
                 "logstore {}/{} does not exist",
@@ -398,6 +389,15 @@ impl Collector for CollectorService {
     }
 }
 
+/// A request's action filter: `None` for unspecified; unknown values are INVALID_ARGUMENT.
+fn action_of(value: i32) -> Result<Option<Action>, Status> {
+    match Action::try_from(value) {
+        Ok(Action::Unspecified) => Ok(None),
+        Ok(action) => Ok(Some(action)),
+        Err(_) => Err(Status::invalid_argument(format!("unknown action {value}"))),
+    }
+}
+
 /// The analysis an `AnalyzeRequest` asks for.
 fn analysis_query(r: AnalyzeRequest) -> Result<AnalysisQuery, Status> {
     let limit = if r.limit == 0 { 10 } else { r.limit };
@@ -446,17 +446,11 @@ fn analysis_query(r: AnalyzeRequest) -> Result<AnalysisQuery, Status> {
         ),
         None => None,
     };
-    let action = match Action::try_from(r.action) {
-        Ok(Action::Unspecified) => None,
-        Ok(Action::Accept) => Some(ActionFilter::Accept),
-        Ok(Action::Reject) => Some(ActionFilter::Reject),
-        Err(_) => {
-            return Err(Status::invalid_argument(format!(
-                "unknown action {}",
-                r.action
-            )));
-        }
-    };
+    let action = action_of(r.action)?.map(|action| match action {
+        Action::Reject => ActionFilter::Reject,
+        // action_of never returns Unspecified.
+        Action::Accept | Action::Unspecified => ActionFilter::Accept,
+    });
     Ok(AnalysisQuery {
         project: r.project,
         logstore: r.logstore,

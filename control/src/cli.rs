@@ -44,7 +44,7 @@ pub struct Connection {
     #[arg(long, env = "FLOWLOG_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Seconds a call keeps trying the addresses (round after round) while none serves, e.g. during a fail-over.
-    #[arg(long, value_name = "SECS", default_value_t = 20)]
+    #[arg(long, value_name = "SECS", default_value_t = crate::client::DEFAULT_PATIENCE.as_secs())]
     pub failover_timeout: u64,
 }
 
@@ -443,9 +443,8 @@ pub async fn run_with_output(
             };
             args.connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.register_network_interface(request).await }
+                .send(request, |mut c, r| async move {
+                    c.register_network_interface(r).await
                 })
                 .await
                 .map_err(|status| refused("register-eni", status))?;
@@ -459,10 +458,7 @@ pub async fn run_with_output(
                     network_interface: Some(crate::service::eni_to_pb(eni)),
                 };
                 client
-                    .call(|mut c| {
-                        let request = request.clone();
-                        async move { c.register_network_interface(request).await }
-                    })
+                    .send(request, |mut c, r| async move { c.register_network_interface(r).await })
                     .await
                     .map_err(|status| {
                         refused("import-enis", status).context(format!(
@@ -487,9 +483,8 @@ pub async fn run_with_output(
             };
             args.connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.deregister_network_interface(request).await }
+                .send(request, |mut c, r| async move {
+                    c.deregister_network_interface(r).await
                 })
                 .await
                 .map_err(|status| refused("deregister-eni", status))?;
@@ -503,9 +498,8 @@ pub async fn run_with_output(
             let enis = args
                 .connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.list_network_interfaces(request).await }
+                .send(request, |mut c, r| async move {
+                    c.list_network_interfaces(r).await
                 })
                 .await
                 .map_err(|status| refused("list-enis", status))?
@@ -545,10 +539,7 @@ pub async fn run_with_output(
             };
             args.connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.create_vpc(request).await }
-                })
+                .send(request, |mut c, r| async move { c.create_vpc(r).await })
                 .await
                 .map_err(|status| refused("create-vpc", status))?;
             writeln!(out, "created {}", args.vpc_id)?;
@@ -559,10 +550,7 @@ pub async fn run_with_output(
             };
             args.connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.delete_vpc(request).await }
-                })
+                .send(request, |mut c, r| async move { c.delete_vpc(r).await })
                 .await
                 .map_err(|status| refused("delete-vpc", status))?;
             writeln!(out, "deleted {}", args.vpc_id)?;
@@ -612,10 +600,10 @@ pub async fn run_with_output(
             };
             args.connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.create_v_switch(request).await }
-                })
+                .send(
+                    request,
+                    |mut c, r| async move { c.create_v_switch(r).await },
+                )
                 .await
                 .map_err(|status| refused("create-vswitch", status))?;
             writeln!(out, "created {}", args.vswitch_id)?;
@@ -626,10 +614,10 @@ pub async fn run_with_output(
             };
             args.connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.delete_v_switch(request).await }
-                })
+                .send(
+                    request,
+                    |mut c, r| async move { c.delete_v_switch(r).await },
+                )
                 .await
                 .map_err(|status| refused("delete-vswitch", status))?;
             writeln!(out, "deleted {}", args.vswitch_id)?;
@@ -641,10 +629,10 @@ pub async fn run_with_output(
             let vswitches = args
                 .connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.list_v_switches(request).await }
-                })
+                .send(
+                    request,
+                    |mut c, r| async move { c.list_v_switches(r).await },
+                )
                 .await
                 .map_err(|status| refused("list-vswitches", status))?
                 .vswitches;
@@ -694,10 +682,10 @@ pub async fn run_with_output(
             let response = args
                 .connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.create_flow_log(request).await }
-                })
+                .send(
+                    request,
+                    |mut c, r| async move { c.create_flow_log(r).await },
+                )
                 .await
                 .map_err(|status| refused("create-flow-log", status))?;
             writeln!(out, "{}", response.flow_log_id)?;
@@ -722,10 +710,10 @@ pub async fn run_with_output(
             let page = args
                 .connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.describe_flow_logs(request).await }
-                })
+                .send(
+                    request,
+                    |mut c, r| async move { c.describe_flow_logs(r).await },
+                )
                 .await
                 .map_err(|status| refused("describe-flow-logs", status))?;
             if args.json {
@@ -783,9 +771,8 @@ pub async fn run_with_output(
             }
             args.connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.modify_flow_log_attribute(request).await }
+                .send(request, |mut c, r| async move {
+                    c.modify_flow_log_attribute(r).await
                 })
                 .await
                 .map_err(|status| refused("modify-flow-log", status))?;
@@ -798,10 +785,10 @@ pub async fn run_with_output(
             };
             args.connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.active_flow_log(request).await }
-                })
+                .send(
+                    request,
+                    |mut c, r| async move { c.active_flow_log(r).await },
+                )
                 .await
                 .map_err(|status| refused("active-flow-log", status))?;
             writeln!(out, "activating {}", args.flow_log_id)?;
@@ -813,10 +800,10 @@ pub async fn run_with_output(
             };
             args.connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.deactive_flow_log(request).await }
-                })
+                .send(
+                    request,
+                    |mut c, r| async move { c.deactive_flow_log(r).await },
+                )
                 .await
                 .map_err(|status| refused("deactive-flow-log", status))?;
             writeln!(out, "deactivated {}", args.flow_log_id)?;
@@ -828,34 +815,23 @@ pub async fn run_with_output(
             };
             args.connection
                 .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.delete_flow_log(request).await }
-                })
+                .send(
+                    request,
+                    |mut c, r| async move { c.delete_flow_log(r).await },
+                )
                 .await
                 .map_err(|status| refused("delete-flow-log", status))?;
             writeln!(out, "deleted {}", args.flow_log_id)?;
         }
         ControlCommand::Watch(args) => watch(args, out).await?,
         ControlCommand::AckCaptureSet(args) => {
-            let request = pb::AckCaptureSetRequest {
-                host: args.host,
-                state_id: args.state_id,
-                version: args.version,
-            };
-            let response = args
-                .connection
-                .client()?
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.ack_capture_set(request).await }
-                })
-                .await
-                .map_err(|status| refused("ack-capture-set", status))?;
+            let mut client = args.connection.client()?;
+            let accepted =
+                acknowledge(&mut client, &args.host, &args.state_id, args.version).await?;
             writeln!(
                 out,
                 "{}",
-                if response.accepted {
+                if accepted {
                     "accepted"
                 } else {
                     "ignored: the state id is not the controller's current one"
@@ -879,10 +855,10 @@ async fn watch(args: WatchArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<
             known_version: known.as_ref().map_or(0, |k| k.1),
         };
         let mut stream = client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.watch_capture_set(request).await }
-            })
+            .send(
+                request,
+                |mut c, r| async move { c.watch_capture_set(r).await },
+            )
             .await
             .map_err(|status| refused("watch", status))?;
         // A resumed watch sends nothing until the next change: acknowledge what we have to this replica now.
@@ -919,25 +895,26 @@ async fn watch(args: WatchArgs, out: &mut (dyn Write + Send)) -> anyhow::Result<
     }
 }
 
+/// Acknowledges a capture set; whether the controller accepted it (false: not its current state id).
 async fn acknowledge(
     client: &mut ControlClient,
     host: &str,
     state_id: &str,
     version: u64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let request = pb::AckCaptureSetRequest {
         host: host.to_owned(),
         state_id: state_id.to_owned(),
         version,
     };
     client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.ack_capture_set(request).await }
-        })
+        .send(
+            request,
+            |mut c, r| async move { c.ack_capture_set(r).await },
+        )
         .await
-        .map_err(|status| refused("ack-capture-set", status))?;
-    Ok(())
+        .map(|response| response.accepted)
+        .map_err(|status| refused("ack-capture-set", status))
 }
 
 /// Reads an ENI file (`[[eni]]` tables) and validates every entry, placing each ENI on `host`.

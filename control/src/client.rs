@@ -131,6 +131,16 @@ impl ControlClient {
         self.endpoints[self.current].uri().to_string()
     }
 
+    /// [`ControlClient::call`] with one request: `rpc(client, request)`, the request cloned for each attempt.
+    pub async fn send<Req, T, F, Fut>(&mut self, request: Req, mut rpc: F) -> Result<T, Status>
+    where
+        Req: Clone,
+        F: FnMut(RawClient, Req) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        self.call(|client| rpc(client, request.clone())).await
+    }
+
     /// Runs `call` on the serving replica: on `UNAVAILABLE` / `CANCELLED` (see [`fails_over`]) it tries the next endpoint,
     /// round after round, until the patience runs out; then it returns the last error.
     pub async fn call<T, F, Fut>(&mut self, mut call: F) -> Result<T, Status>

@@ -163,11 +163,6 @@ impl Core {
         Ok(true)
     }
 
-    /// The highest version `host` acknowledged in this term.
-    pub fn acknowledged(&self, host: &str) -> Option<u64> {
-        self.hosts.lock().acked(host)
-    }
-
     /// Opens a capture-set watch for `host`. It first yields the current set, unless `known` (state id, version)
     /// is already the host's current one; then one set per change of the host's set; `None` once the term ends.
     pub fn watch(self: &Arc<Self>, host: String, known: Option<(String, u64)>) -> CaptureSetWatch {

@@ -142,11 +142,6 @@ impl Server {
         self.local_addr
     }
 
-    /// The service (for callers that embed the controller and want to read its state).
-    pub fn service(&self) -> &ControlService {
-        &self.service
-    }
-
     /// Serves until `signal` completes, then ends every watch stream, lets in-flight calls finish, and returns.
     pub async fn serve(self, signal: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
         let Server {

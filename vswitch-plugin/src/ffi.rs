@@ -59,7 +59,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 
-use flowlog_dataplane::flow::{Action, Burst as FrameBurst, Eni, MacAddr};
+use flowlog_dataplane::flow::{Action, Eni, MacAddr};
 use flowlog_dataplane::wire::MacParseError;
 use parking_lot::Mutex;
 
@@ -750,9 +750,7 @@ impl FlowlogWorker {
             PacketClock::Tsc(tsc) => tsc.ns_at(began) / 1_000_000_000,
             PacketClock::RxTimestamp { .. } => 0,
         };
-        // The burst path: runs of up to MAX_BURST frames with the same second go to the meter together.
-        let mut frames = FrameBurst::new();
-        let mut frames_secs = None;
+        let mut runs = self.worker.runs();
         for ((&ptr, &port), &verdict) in mbufs.iter().zip(ports).zip(verdicts) {
             // SAFETY: non-null (checked above), valid and neither freed nor written during the call (caller
             // contract); the views live until the end of this call at most.
@@ -783,25 +781,15 @@ impl FlowlogWorker {
             } else {
                 Action::Accept
             };
-            if let Some(secs) = frames_secs
-                && (secs != now || frames.is_full())
-            {
-                self.worker.account_burst(secs, &frames);
-                frames.clear();
-            }
-            frames_secs = Some(now);
             let wire_len = mbuf.pkt_len();
-            // Not full: flushed just above.
-            let _ = frames.push(mbuf.data(), wire_len as usize, action);
+            runs.push(now, mbuf.data(), wire_len as usize, action);
             self.stats.packets += 1;
             self.stats.bytes += u64::from(wire_len);
             if let Some(count) = self.stats.port_packets.get_mut(usize::from(port)) {
                 *count += 1;
             }
         }
-        if let Some(secs) = frames_secs {
-            self.worker.account_burst(secs, &frames);
-        }
+        runs.finish();
         self.worker
             .record_cycles(crate::dpdk::tsc().wrapping_sub(began), mbufs.len() as u64);
         self.stats.bursts += 1;

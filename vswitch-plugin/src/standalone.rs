@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use flowlog_dataplane::flow::{Action, Burst as FrameBurst, MeterCounters};
+use flowlog_dataplane::flow::{Action, MeterCounters};
 
 use crate::config::{Capture, Clock, Config};
 use crate::dpdk::{
@@ -328,8 +328,7 @@ fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> 
             let now = ctx.clock.ns_at(began) / 1_000_000_000;
             {
                 // One meter call per run of frames with the same second (all of them on the TSC clock).
-                let mut frames = FrameBurst::new();
-                let mut frames_secs = now;
+                let mut runs = worker.runs();
                 for mbuf in rx.iter() {
                     let secs = match &ctx.timestamps {
                         Some(ts) => mbuf
@@ -337,15 +336,9 @@ fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> 
                             .map_or(now, |ns| ns / 1_000_000_000),
                         None => now,
                     };
-                    if secs != frames_secs || frames.is_full() {
-                        worker.account_burst(frames_secs, &frames);
-                        frames.clear();
-                        frames_secs = secs;
-                    }
-                    // Not full: checked just above.
-                    let _ = frames.push(mbuf.data(), mbuf.pkt_len() as usize, Action::Accept);
+                    runs.push(secs, mbuf.data(), mbuf.pkt_len() as usize, Action::Accept);
                 }
-                worker.account_burst(frames_secs, &frames);
+                runs.finish();
             }
             rx.free_all();
             looped.bursts += 1;

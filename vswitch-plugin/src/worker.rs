@@ -59,6 +59,17 @@ impl Worker {
         self.meter.account_burst(now_secs, burst, &mut sink);
     }
 
+    /// Meters frames one at a time through the burst path: each run of consecutive frames with the same second
+    /// (at most [`MAX_BURST`](flowlog_dataplane::flow::MAX_BURST)) goes to one [`Worker::account_burst`] call.
+    /// Call [`SecondRuns::push`] per frame, then [`SecondRuns::finish`].
+    pub fn runs<'a>(&mut self) -> SecondRuns<'a, '_> {
+        SecondRuns {
+            worker: self,
+            frames: Burst::new(),
+            secs: None,
+        }
+    }
+
     /// Adds the TSC cycles a burst of `frames` took to the meter's counters (cycles per packet).
     #[inline]
     pub fn record_cycles(&mut self, cycles: u64, frames: u64) {
@@ -111,5 +122,36 @@ impl Worker {
         }
         self.end.mark_finished();
         self.meter.counters().clone()
+    }
+}
+
+/// Frames gathered for [`Worker::account_burst`] by runs of the same second (see [`Worker::runs`]).
+pub struct SecondRuns<'a, 'w> {
+    worker: &'w mut Worker,
+    frames: Burst<'a>,
+    secs: Option<u64>,
+}
+
+impl<'a> SecondRuns<'a, '_> {
+    /// Adds a frame metered at `secs`; meters the run so far first when the second changes or the run is full.
+    #[inline]
+    pub fn push(&mut self, secs: u64, frame: &'a [u8], wire_len: usize, action: Action) {
+        if let Some(run_secs) = self.secs
+            && (run_secs != secs || self.frames.is_full())
+        {
+            self.worker.account_burst(run_secs, &self.frames);
+            self.frames.clear();
+        }
+        self.secs = Some(secs);
+        // Not full: metered just above.
+        let _ = self.frames.push(frame, wire_len, action);
+    }
+
+    /// Meters the last run.
+    #[inline]
+    pub fn finish(self) {
+        if let Some(secs) = self.secs {
+            self.worker.account_burst(secs, &self.frames);
+        }
     }
 }

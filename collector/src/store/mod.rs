@@ -334,11 +334,6 @@ impl Store {
         })
     }
 
-    /// The data directory.
-    pub fn root(&self) -> &Path {
-        &self.inner.root
-    }
-
     /// Checks a batch, and either recognises it as already stored or queues it for writing (creating its logstore
     /// on first use when so configured). Batches submitted one after another to the same logstore are stored in
     /// that order.

@@ -78,7 +78,10 @@ pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SegmentError> {
 
 /// Files a logstore directory holds besides segments.
 fn is_known_other(name: &str) -> bool {
-    matches!(name, "MANIFEST" | "logstore.json") || name.ends_with(".tmp")
+    matches!(
+        name,
+        super::manifest::FILE_NAME | super::catalog::LOGSTORE_FILE
+    ) || name.ends_with(".tmp")
 }
 
 /// What recovery found in one segment.

@@ -166,11 +166,6 @@ impl State {
             .unwrap_or(self.base_host_version)
     }
 
-    /// Every host that has (or had, since the start) ENIs.
-    pub fn hosts(&self) -> Vec<String> {
-        self.enis_by_host.keys().cloned().collect()
-    }
-
     /// The capture set of `host`: its ENIs covered by at least one Activating or Active flow log, each with one
     /// destination per such flow log, in creation order.
     pub fn capture_set(&self, host: &str) -> CaptureSet {
