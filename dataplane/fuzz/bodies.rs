@@ -41,6 +41,13 @@ pub fn parse(input: &[u8]) {
         (Err(a), Err(b)) => assert_eq!(a, b, "parse and parse_into disagree"),
         (a, b) => panic!("parse gave {a:?}, parse_into {b:?}"),
     }
+    if let Some(common) = wire::parse_common(frame, wire_len) {
+        assert_eq!(
+            parsed,
+            Ok(common.to_packet()),
+            "parse_common disagrees with parse"
+        );
+    }
 }
 
 /// Any text: a MAC that parses round-trips through its display form.

@@ -174,7 +174,13 @@ impl EniTable {
     /// The captured ENI whose MAC is `mac`. The per-packet lookup.
     #[inline]
     pub fn lookup(&self, mac: MacAddr) -> Option<EniSlot> {
-        self.macs.lookup(mac)
+        self.macs.view().lookup(mac)
+    }
+
+    /// The MAC lookup as a value, for a loop over many packets.
+    #[inline]
+    pub fn macs(&self) -> MacLookup<'_> {
+        self.macs.view()
     }
 
     /// Identity in `slot`: a captured ENI or a tombstone.
@@ -397,6 +403,7 @@ struct MacIndex {
 }
 
 const MAC_PRESENT: u64 = 1 << 63;
+const MAC_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl MacIndex {
     fn new(entries: &[(MacAddr, u32)]) -> Self {
@@ -420,16 +427,34 @@ impl MacIndex {
         index
     }
 
-    #[inline]
     fn home(&self, key: u64) -> usize {
-        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
+        (key.wrapping_mul(MAC_MULTIPLIER) >> self.shift) as usize
     }
 
     #[inline]
-    fn lookup(&self, mac: MacAddr) -> Option<EniSlot> {
+    fn view(&self) -> MacLookup<'_> {
+        MacLookup {
+            cells: &self.cells,
+            shift: self.shift,
+        }
+    }
+}
+
+/// The MAC lookup of an [`EniTable`] as a value ([`EniTable::macs`]): a slice and a shift that a loop keeps in
+/// registers, instead of reloading them through the table for every packet.
+#[derive(Debug, Clone, Copy)]
+pub struct MacLookup<'a> {
+    cells: &'a [(u64, u32)],
+    shift: u32,
+}
+
+impl MacLookup<'_> {
+    /// The captured ENI whose MAC is `mac` (see [`EniTable::lookup`]).
+    #[inline]
+    pub fn lookup(self, mac: MacAddr) -> Option<EniSlot> {
         let key = mac.to_u64() | MAC_PRESENT;
-        let mask = self.cells.len() - 1;
-        let mut i = self.home(key);
+        let mask = self.cells.len().wrapping_sub(1);
+        let mut i = (key.wrapping_mul(MAC_MULTIPLIER) >> self.shift) as usize;
         // Bounded by the table size; in practice one or two probes (at most half full).
         for _ in 0..self.cells.len() {
             let &(k, slot) = self.cells.get(i)?;

@@ -52,12 +52,14 @@
 //! [`Meter::account_burst`] handles a [`Burst`] of up to [`MAX_BURST`] frames at one time, in passes, so that the
 //! cache misses of different packets overlap instead of queuing up:
 //! 1. it loads each frame's first cache line (back-to-back loads);
-//! 2. it parses every frame in place into a preallocated slot ([`crate::wire::parse_into`]);
-//! 3. it attributes each packet (fragment table, two MAC lookups) and builds its hashed table keys (one or two
-//!    per packet) into a preallocated scratch array — the packets are read back long after they were written,
-//!    so no load waits on a store in flight;
-//! 4. [`FlowTable::update_burst`] loads every bucket, then every candidate entry, then updates in order;
-//! 5. it counts what the table refused, and touches the few lines a seal needs (so the seal finds them cached).
+//! 2. it parses and attributes each frame (two MAC lookups) and builds its hashed table keys (one or two per
+//!    packet) into a preallocated scratch array. A frame of the common shape (untagged IPv4 without options, not
+//!    a fragment, not VXLAN) is read at fixed offsets with one bounds check ([`crate::wire::parse_common`]); any
+//!    other takes the full parser and the fragment table, out of line. The MAC lookup, the table's hashing
+//!    secrets and the per-frame counters live in registers for the burst (a `Stager` split off the meter), not
+//!    reloaded through the meter for every packet;
+//! 3. [`FlowTable::update_burst`] loads every bucket, then every candidate entry, then updates in order;
+//! 4. it counts what the table refused, and touches the few lines a seal needs (so the seal finds them cached).
 //!
 //! Nothing per packet allocates, locks, touches a shared atomic, calls the system, logs or reads a clock.
 //! [`Meter::account`] is the same path for one frame, without the passes (replay, the C ABI). Allocation happens
@@ -69,15 +71,15 @@ use std::sync::Arc;
 
 use super::burst::{Burst, MAX_BURST};
 use super::counters::MeterCounters;
-use super::eni::{EniSlot, EniTable};
+use super::eni::{EniSlot, EniTable, MacLookup};
 use super::fragment::{FragmentOutcome, FragmentTable};
 use super::key::{Action, Direction};
 use super::table::{
-    AddOutcome, DEFAULT_SEED, FlowBatch, FlowTable, FlowUpdate, MAX_FLOW_CAPACITY, SharedKey,
-    TableError,
+    AddOutcome, DEFAULT_SEED, FlowBatch, FlowTable, FlowUpdate, Keyer, MAX_FLOW_CAPACITY,
+    SharedKey, TableError,
 };
 use super::window::{Contents, SealSink, SealedWindow, window_start};
-use crate::wire::{Discard, Packet, parse, parse_into};
+use crate::wire::{Discard, Packet, parse, parse_common};
 
 /// Counts what the table could not record (the table keeps the per-ENI totals itself).
 #[inline]
@@ -94,6 +96,148 @@ fn count_outcomes(counters: &mut MeterCounters, updates: &[FlowUpdate]) {
                 counters.saturated_bytes += update.bytes();
             }
         }
+    }
+}
+
+/// What attributing a burst's packets needs, split off the [`Meter`]: the MAC lookup and the table's hashing as
+/// values (a loop keeps them in registers instead of reloading them through the meter for every packet), the
+/// scratch of updates, the fragment table, and the hot counters summed in registers until [`Stager::finish`].
+struct Stager<'m> {
+    macs: MacLookup<'m>,
+    keyer: Keyer,
+    updates: &'m mut Vec<FlowUpdate>,
+    fragments: &'m mut FragmentTable,
+    counters: &'m mut MeterCounters,
+    tally: Tally,
+}
+
+/// The counters every frame adds to, for one burst.
+#[derive(Default)]
+struct Tally {
+    frames: u64,
+    frame_bytes: u64,
+    ip_packets: u64,
+    attributed: u64,
+    attributed_bytes: u64,
+    unattributed: u64,
+}
+
+impl Stager<'_> {
+    /// Counts and parses one frame; its attributions go to the scratch array. A frame of the common shape is
+    /// read at fixed offsets ([`parse_common`]); any other takes the full parser.
+    #[inline(always)]
+    fn frame(&mut self, now: u64, frame: &[u8], wire_len: usize, action: Action) {
+        self.tally.frames += 1;
+        self.tally.frame_bytes += wire_len.max(frame.len()) as u64;
+        let Some(c) = parse_common(frame, wire_len) else {
+            self.uncommon(now, frame, wire_len, action);
+            return;
+        };
+        self.tally.ip_packets += 1;
+        let src = self.macs.lookup(c.src_mac);
+        let dst = self.macs.lookup(c.dst_mac);
+        let shared = SharedKey::v4(
+            u32::from_le_bytes(c.src),
+            u32::from_le_bytes(c.dst),
+            c.src_port,
+            c.dst_port,
+            c.protocol,
+        );
+        self.attribute(&shared, src, dst, u64::from(c.ip_len), c.tcp_flags, action);
+    }
+
+    /// [`Stager::frame`] for a frame of another shape: the full parser, fragments and VXLAN.
+    #[inline(never)]
+    fn uncommon(&mut self, now: u64, frame: &[u8], wire_len: usize, action: Action) {
+        let mut packet = match parse(frame, wire_len) {
+            Ok(packet) => packet,
+            Err(Discard::NonIp) => {
+                self.counters.non_ip += 1;
+                return;
+            }
+            Err(Discard::Malformed(reason)) => {
+                self.counters.count_malformed(reason);
+                return;
+            }
+        };
+        self.tally.ip_packets += 1;
+        if packet.vni.is_some() {
+            self.counters.vxlan_decapsulated += 1;
+        }
+        if packet.fragment.is_some() {
+            self.resolve_fragment(&mut packet, now);
+        }
+        let src = self.macs.lookup(packet.src_mac);
+        let dst = self.macs.lookup(packet.dst_mac);
+        let shared = SharedKey::new(
+            packet.family,
+            &packet.src,
+            &packet.dst,
+            packet.src_port,
+            packet.dst_port,
+            packet.protocol,
+        );
+        self.attribute(
+            &shared,
+            src,
+            dst,
+            u64::from(packet.ip_len),
+            packet.tcp_flags,
+            action,
+        );
+    }
+
+    fn resolve_fragment(&mut self, packet: &mut Packet, now: u64) {
+        match self.fragments.resolve(packet, now) {
+            FragmentOutcome::NotFragment => {}
+            FragmentOutcome::First { evicted } => {
+                self.counters.fragments_first += 1;
+                self.counters.fragment_evictions += u64::from(evicted);
+            }
+            FragmentOutcome::Matched => self.counters.fragments_non_first += 1,
+            FragmentOutcome::Unmatched => {
+                self.counters.fragments_non_first += 1;
+                self.counters.fragments_unmatched += 1;
+            }
+        }
+    }
+
+    /// Stages the packet's attributions: `out` for the source ENI, `in` for the destination ENI.
+    #[inline(always)]
+    fn attribute(
+        &mut self,
+        shared: &SharedKey,
+        src: Option<EniSlot>,
+        dst: Option<EniSlot>,
+        bytes: u64,
+        tcp_flags: u8,
+        action: Action,
+    ) {
+        if src.is_none() && dst.is_none() {
+            self.tally.unattributed += 1;
+            return;
+        }
+        for (slot, direction) in [(src, Direction::Out), (dst, Direction::In)] {
+            if let Some(slot) = slot {
+                self.tally.attributed += 1;
+                self.tally.attributed_bytes += bytes;
+                let key = self.keyer.key(shared, slot, direction, action);
+                // At most 2 * MAX_BURST attributions are staged before they are applied: no reallocation.
+                self.updates.push(FlowUpdate::new(key, bytes, tcp_flags));
+            }
+        }
+    }
+
+    /// Adds the burst's sums to the meter's counters.
+    #[inline]
+    fn finish(self) {
+        let (c, t) = (self.counters, self.tally);
+        c.frames += t.frames;
+        c.frame_bytes += t.frame_bytes;
+        c.ip_packets += t.ip_packets;
+        c.attributed += t.attributed;
+        c.attributed_bytes += t.attributed_bytes;
+        c.unattributed += t.unattributed;
     }
 }
 
@@ -195,8 +339,6 @@ pub struct Meter {
     spare_batches: Vec<FlowBatch>,
     /// Scratch of the burst being accounted (capacity `2 * MAX_BURST`: two attributions per frame).
     updates: Vec<FlowUpdate>,
-    /// Scratch of the burst's parsed packets with their actions (`MAX_BURST` slots, parsed in place).
-    packets: Vec<(Packet, Action)>,
     /// `enis`, cloned ahead for the next seal (the clone's atomic increment stays out of the seal's pause).
     seal_enis: Option<Arc<EniTable>>,
     counters: MeterCounters,
@@ -239,7 +381,6 @@ impl Meter {
             pending: VecDeque::new(),
             spare_batches: Vec::new(),
             updates: Vec::with_capacity(2 * MAX_BURST),
-            packets: vec![(Packet::default(), Action::Accept); MAX_BURST],
             seal_enis: None,
             counters: MeterCounters::default(),
         })
@@ -310,7 +451,9 @@ impl Meter {
         if self.roll_to(now_secs, out) {
             self.counters.late += 1;
         }
-        self.stage(now_secs, frame, wire_len, action);
+        let mut stager = self.stager();
+        stager.frame(now_secs, frame, wire_len, action);
+        stager.finish();
         self.apply_now();
     }
 
@@ -331,30 +474,12 @@ impl Meter {
             touched ^= frame.get(12).copied().unwrap_or(0);
         }
         std::hint::black_box(touched);
-        // Parse the whole burst in place first, then attribute: each packet is read back long after it was
-        // written (no store-forwarding stalls), and nothing is moved.
-        let mut parsed = 0;
+        // Parse and attribute each frame: the MAC lookup and the hashing stay in registers for the burst.
+        let mut stager = self.stager();
         for (frame, wire_len, action) in burst.iter() {
-            self.counters.frames += 1;
-            self.counters.frame_bytes += wire_len.max(frame.len()) as u64;
-            // A burst holds at most MAX_BURST frames, the number of slots.
-            let Some(slot) = self.packets.get_mut(parsed) else {
-                break;
-            };
-            match parse_into(frame, wire_len, &mut slot.0) {
-                Ok(()) => {
-                    slot.1 = action;
-                    parsed += 1;
-                }
-                Err(Discard::NonIp) => self.counters.non_ip += 1,
-                Err(Discard::Malformed(reason)) => self.counters.count_malformed(reason),
-            }
+            stager.frame(now_secs, frame, wire_len, action);
         }
-        for index in 0..parsed {
-            if let Some(&(packet, action)) = self.packets.get(index) {
-                self.stage_packet(now_secs, packet, action);
-            }
-        }
+        stager.finish();
         self.table.update_burst(&mut self.updates);
         count_outcomes(&mut self.counters, &self.updates);
         self.updates.clear();
@@ -520,95 +645,17 @@ impl Meter {
         false
     }
 
-    /// Counts and parses one frame; its attributions go to the scratch array.
+    /// What attributing this burst's packets needs, split off the meter.
     #[inline]
-    fn stage(&mut self, now: u64, frame: &[u8], wire_len: usize, action: Action) {
-        self.counters.frames += 1;
-        self.counters.frame_bytes += wire_len.max(frame.len()) as u64;
-        match parse(frame, wire_len) {
-            Ok(packet) => self.stage_packet(now, packet, action),
-            Err(Discard::NonIp) => self.counters.non_ip += 1,
-            Err(Discard::Malformed(reason)) => self.counters.count_malformed(reason),
+    fn stager(&mut self) -> Stager<'_> {
+        Stager {
+            macs: self.enis.macs(),
+            keyer: self.table.keyer(),
+            updates: &mut self.updates,
+            fragments: &mut self.fragments,
+            counters: &mut self.counters,
+            tally: Tally::default(),
         }
-    }
-
-    #[inline]
-    fn stage_packet(&mut self, now: u64, mut packet: Packet, action: Action) {
-        self.counters.ip_packets += 1;
-        if packet.vni.is_some() {
-            self.counters.vxlan_decapsulated += 1;
-        }
-        if packet.fragment.is_some() {
-            self.resolve_fragment(&mut packet, now);
-        }
-        let src = self.enis.lookup(packet.src_mac);
-        let dst = self.enis.lookup(packet.dst_mac);
-        if src.is_none() && dst.is_none() {
-            self.counters.unattributed += 1;
-            return;
-        }
-        let shared = SharedKey::new(
-            packet.family,
-            &packet.src,
-            &packet.dst,
-            packet.src_port,
-            packet.dst_port,
-            packet.protocol,
-        );
-        let bytes = u64::from(packet.ip_len);
-        if let Some(slot) = src {
-            self.stage_attribution(
-                &shared,
-                slot,
-                Direction::Out,
-                bytes,
-                packet.tcp_flags,
-                action,
-            );
-        }
-        if let Some(slot) = dst {
-            self.stage_attribution(
-                &shared,
-                slot,
-                Direction::In,
-                bytes,
-                packet.tcp_flags,
-                action,
-            );
-        }
-    }
-
-    #[inline(never)]
-    fn resolve_fragment(&mut self, packet: &mut Packet, now: u64) {
-        match self.fragments.resolve(packet, now) {
-            FragmentOutcome::NotFragment => {}
-            FragmentOutcome::First { evicted } => {
-                self.counters.fragments_first += 1;
-                self.counters.fragment_evictions += u64::from(evicted);
-            }
-            FragmentOutcome::Matched => self.counters.fragments_non_first += 1,
-            FragmentOutcome::Unmatched => {
-                self.counters.fragments_non_first += 1;
-                self.counters.fragments_unmatched += 1;
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn stage_attribution(
-        &mut self,
-        shared: &SharedKey,
-        slot: EniSlot,
-        direction: Direction,
-        bytes: u64,
-        tcp_flags: u8,
-        action: Action,
-    ) {
-        self.counters.attributed += 1;
-        self.counters.attributed_bytes += bytes;
-        let key = self.table.attribution_key(shared, slot, direction, action);
-        // At most 2 * MAX_BURST attributions are staged before `apply` empties the scratch: no reallocation.
-        self.updates.push(FlowUpdate::new(key, bytes, tcp_flags));
     }
 
     /// Applies the staged attributions of one frame to the flow table at once (no pipeline).

@@ -277,17 +277,12 @@ impl SharedKey {
         dst_port: u16,
         protocol: u8,
     ) -> SharedKey {
-        let ports = u64::from(src_port) << 32 | u64::from(dst_port) << 48;
         let (src_head, src_v4) = split_address(src);
         let (dst_head, dst_v4) = split_address(dst);
         if family == Family::V4 && src_head == V4_MAPPED_HEAD && dst_head == V4_MAPPED_HEAD {
-            SharedKey {
-                addresses: [u64::from(src_v4) | u64::from(dst_v4) << 32, 0, 0, 0],
-                ports,
-                tail: u64::from(protocol),
-                long: false,
-            }
+            SharedKey::v4(src_v4, dst_v4, src_port, dst_port, protocol)
         } else {
+            let ports = ports(src_port, dst_port);
             let src = u128::from_le_bytes(*src);
             let dst = u128::from_le_bytes(*dst);
             let v6 = if family == Family::V6 {
@@ -308,6 +303,76 @@ impl SharedKey {
             }
         }
     }
+
+    /// The shared part of the keys of an IPv4 packet; `src` and `dst` are the addresses' network-order bytes
+    /// read as little-endian `u32`s (as [`split_address`] returns them).
+    #[inline]
+    pub(crate) fn v4(src: u32, dst: u32, src_port: u16, dst_port: u16, protocol: u8) -> SharedKey {
+        SharedKey {
+            addresses: [u64::from(src) | u64::from(dst) << 32, 0, 0, 0],
+            ports: ports(src_port, dst_port),
+            tail: u64::from(protocol),
+            long: false,
+        }
+    }
+}
+
+/// A table's hashing, copied out of it ([`FlowTable::keyer`]): keys made with it are the table's keys.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Keyer {
+    secrets: [u64; 4],
+}
+
+impl Keyer {
+    /// The key of one attribution of a packet: `shared` completed with the ENI, direction and action.
+    #[inline]
+    pub(crate) fn key(
+        &self,
+        shared: &SharedKey,
+        eni: EniSlot,
+        direction: Direction,
+        action: Action,
+    ) -> TableKey {
+        let meta = if direction == Direction::Out {
+            META_OUT
+        } else {
+            0
+        } | if action == Action::Reject {
+            META_REJECT
+        } else {
+            0
+        };
+        let eni_ports = u64::from(eni.0) | shared.ports;
+        let tail = shared.tail | meta << 8;
+        let s = &self.secrets;
+        let w = &shared.addresses;
+        if shared.long {
+            let words = [w[0], w[1], w[2], w[3], eni_ports, tail];
+            let a = fold(w[0] ^ s[0], w[1] ^ s[1]);
+            let b = fold(w[2] ^ s[2], w[3] ^ s[3]);
+            let c = fold(a ^ eni_ports, b ^ tail ^ s[1]);
+            let hash = fold(c ^ s[2], s[3] | 1);
+            TableKey {
+                words,
+                long: true,
+                hash,
+            }
+        } else {
+            let h = fold(w[0] ^ s[0], eni_ports ^ s[1]);
+            let hash = fold(h ^ tail ^ s[2], s[3] | 1);
+            TableKey {
+                words: [w[0], eni_ports, tail, 0, 0, 0],
+                long: false,
+                hash,
+            }
+        }
+    }
+}
+
+/// The ports' word of a key.
+#[inline]
+fn ports(src_port: u16, dst_port: u16) -> u64 {
+    u64::from(src_port) << 32 | u64::from(dst_port) << 48
 }
 
 /// The first 12 bytes of `::ffff:a.b.c.d`, as [`split_address`] reads them.
@@ -523,38 +588,14 @@ impl FlowTable {
         direction: Direction,
         action: Action,
     ) -> TableKey {
-        let meta = if direction == Direction::Out {
-            META_OUT
-        } else {
-            0
-        } | if action == Action::Reject {
-            META_REJECT
-        } else {
-            0
-        };
-        let eni_ports = u64::from(eni.0) | shared.ports;
-        let tail = shared.tail | meta << 8;
-        let s = &self.t.secrets;
-        let w = &shared.addresses;
-        if shared.long {
-            let words = [w[0], w[1], w[2], w[3], eni_ports, tail];
-            let a = fold(w[0] ^ s[0], w[1] ^ s[1]);
-            let b = fold(w[2] ^ s[2], w[3] ^ s[3]);
-            let c = fold(a ^ eni_ports, b ^ tail ^ s[1]);
-            let hash = fold(c ^ s[2], s[3] | 1);
-            TableKey {
-                words,
-                long: true,
-                hash,
-            }
-        } else {
-            let h = fold(w[0] ^ s[0], eni_ports ^ s[1]);
-            let hash = fold(h ^ tail ^ s[2], s[3] | 1);
-            TableKey {
-                words: [w[0], eni_ports, tail, 0, 0, 0],
-                long: false,
-                hash,
-            }
+        self.keyer().key(shared, eni, direction, action)
+    }
+
+    /// The table's hashing as a value, for a loop over many packets.
+    #[inline]
+    pub(crate) fn keyer(&self) -> Keyer {
+        Keyer {
+            secrets: self.t.secrets,
         }
     }
 
