@@ -51,13 +51,13 @@
 //! # Hot path
 //! [`Meter::account_burst`] handles a [`Burst`] of up to [`MAX_BURST`] frames at one time, in passes, so that the
 //! cache misses of different packets overlap instead of queuing up:
-//! 1. it loads each frame's first cache line (back-to-back loads);
-//! 2. it parses and attributes each frame (two MAC lookups) and builds its hashed table keys (one or two per
-//!    packet) into a preallocated scratch array. A frame of the common shape (untagged IPv4 without options, not
-//!    a fragment, not VXLAN) is read at fixed offsets with one bounds check ([`crate::wire::parse_common`]); any
-//!    other takes the full parser and the fragment table, out of line. The MAC lookup, the table's hashing
-//!    secrets and the per-frame counters live in registers for the burst (a `Stager` split off the meter), not
-//!    reloaded through the meter for every packet;
+//! 1. it reads each frame of the common shape (untagged IPv4 without options, not a fragment, not VXLAN) at
+//!    fixed offsets with one bounds check ([`crate::wire::parse_common`]) into a small array on the stack: the
+//!    frames' first cache lines load back to back, so their misses overlap;
+//! 2. it attributes each frame in order (two MAC lookups) and builds its hashed table keys (one or two per
+//!    packet) into a preallocated scratch array; a frame of another shape takes the full parser and the
+//!    fragment table, out of line. The MAC lookup, the table's hashing secrets and the per-frame counters live
+//!    in registers for the burst (a `Stager` split off the meter), not reloaded through the meter per packet;
 //! 3. [`FlowTable::update_burst`] loads every bucket, then every candidate entry, then updates in order;
 //! 4. it counts what the table refused, and touches the few lines a seal needs (so the seal finds them cached).
 //!
@@ -79,7 +79,7 @@ use super::table::{
     SharedKey, TableError,
 };
 use super::window::{Contents, SealSink, SealedWindow, window_start};
-use crate::wire::{Discard, Packet, parse, parse_common};
+use crate::wire::{CommonIpv4, Discard, Packet, parse, parse_common};
 
 /// Counts what the table could not record (the table keeps the per-ENI totals itself).
 #[inline]
@@ -123,16 +123,28 @@ struct Tally {
 }
 
 impl Stager<'_> {
-    /// Counts and parses one frame; its attributions go to the scratch array. A frame of the common shape is
-    /// read at fixed offsets ([`parse_common`]); any other takes the full parser.
+    /// Counts one frame and stages its attributions in the scratch array. `common` is [`parse_common`]'s
+    /// reading of the frame: a frame of the common shape is attributed from it, any other takes the full parser.
     #[inline(always)]
-    fn frame(&mut self, now: u64, frame: &[u8], wire_len: usize, action: Action) {
+    fn frame(
+        &mut self,
+        now: u64,
+        frame: &[u8],
+        wire_len: usize,
+        action: Action,
+        common: Option<&CommonIpv4>,
+    ) {
         self.tally.frames += 1;
         self.tally.frame_bytes += wire_len.max(frame.len()) as u64;
-        let Some(c) = parse_common(frame, wire_len) else {
-            self.uncommon(now, frame, wire_len, action);
-            return;
-        };
+        match common {
+            Some(c) => self.common(c, action),
+            None => self.uncommon(now, frame, wire_len, action),
+        }
+    }
+
+    /// Attributes a frame of the common shape.
+    #[inline(always)]
+    fn common(&mut self, c: &CommonIpv4, action: Action) {
         self.tally.ip_packets += 1;
         let src = self.macs.lookup(c.src_mac);
         let dst = self.macs.lookup(c.dst_mac);
@@ -452,7 +464,8 @@ impl Meter {
             self.counters.late += 1;
         }
         let mut stager = self.stager();
-        stager.frame(now_secs, frame, wire_len, action);
+        let common = parse_common(frame, wire_len);
+        stager.frame(now_secs, frame, wire_len, action, common.as_ref());
         stager.finish();
         self.apply_now();
     }
@@ -468,16 +481,15 @@ impl Meter {
         if self.roll_to(now_secs, out) {
             self.counters.late += burst.len() as u64;
         }
-        // Load every frame's first line, back to back, so their cache misses overlap.
-        let mut touched = 0u8;
-        for (frame, _, _) in burst.iter() {
-            touched ^= frame.get(12).copied().unwrap_or(0);
+        // Read every frame of the common shape first (their first lines load back to back, so the cache misses
+        // overlap), then attribute each frame in order.
+        let mut common = [None; MAX_BURST];
+        for ((frame, wire_len, _), slot) in burst.iter().zip(common.iter_mut()) {
+            *slot = parse_common(frame, wire_len);
         }
-        std::hint::black_box(touched);
-        // Parse and attribute each frame: the MAC lookup and the hashing stay in registers for the burst.
         let mut stager = self.stager();
-        for (frame, wire_len, action) in burst.iter() {
-            stager.frame(now_secs, frame, wire_len, action);
+        for ((frame, wire_len, action), c) in burst.iter().zip(common.iter()) {
+            stager.frame(now_secs, frame, wire_len, action, c.as_ref());
         }
         stager.finish();
         self.table.update_burst(&mut self.updates);
