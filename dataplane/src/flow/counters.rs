@@ -72,6 +72,7 @@ counters! {
     seals_swapped: "windows sealed by swapping in a spare flow table (O(ENIs) pause)",
     seals_copied: "windows sealed by copying the flows out because no spare table was free (O(flows) pause)",
     seals_without_table: "windows turned into SKIPDATA summaries because no spare table was free",
+    seal_rehearsals: "one-flow seals cut in a private meter to keep the seal's code in cache (every 256 bursts)",
     no_table_packets: "recorded packets turned into SKIPDATA by seals_without_table",
     no_table_bytes: "IP bytes of no_table_packets",
     tables_recycled: "sealed flow tables given back to the meter's spare pool",

@@ -952,6 +952,34 @@ fn bursts_equal_single_frames() {
 }
 
 #[test]
+fn seal_rehearsals_change_nothing_but_their_counter() {
+    let frames: Vec<Vec<u8>> = (0..64u16)
+        .map(|i| tcp_frame(if i % 2 == 0 { MAC_A } else { GW }, MAC_B, i, 10))
+        .collect();
+    let mut single = meter(5, 1000);
+    let mut bursty = meter(5, 1000);
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    // 700 bursts over 14 seconds: windows seal at 5 and 10 while rehearsals run every 256 bursts.
+    for n in 0..700u64 {
+        let now = n / 50;
+        let mut burst = Burst::new();
+        for f in frames.iter().skip((n % 32) as usize).take(MAX_BURST) {
+            single.account(now, f, f.len(), Action::Accept, &mut a);
+            burst.push(f, f.len(), Action::Accept).unwrap();
+        }
+        bursty.account_burst(now, &burst, &mut b);
+    }
+    single.flush(&mut a);
+    bursty.flush(&mut b);
+    assert_eq!(a.len(), 3);
+    assert_eq!(record_lines(&a), record_lines(&b));
+    assert_eq!(bursty.counters().seal_rehearsals, 2);
+    let mut counters = bursty.counters().clone();
+    counters.seal_rehearsals = 0;
+    assert_eq!(single.counters(), &counters);
+}
+
+#[test]
 fn cycles_are_accumulated() {
     let mut m = meter(60, 10);
     m.record_cycles(3_200, 32);
