@@ -349,6 +349,38 @@ pub fn unpin_current_thread() -> Result<(), DpdkError> {
     Ok(())
 }
 
+/// Restricts the calling thread to `cpus` (e.g. to keep an exporter off the worker lcores' CPUs on a machine
+/// without isolated cores).
+///
+/// # Errors
+/// [`DpdkError::Affinity`] when `cpus` is empty, names a CPU at or above `CPU_SETSIZE`, or `sched_setaffinity`
+/// fails.
+pub fn pin_current_thread(cpus: &[usize]) -> Result<(), DpdkError> {
+    let mut mask = empty_cpu_set();
+    if cpus.is_empty() {
+        return Err(DpdkError::Affinity(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "no CPU to run on",
+        )));
+    }
+    for &cpu in cpus {
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return Err(DpdkError::Affinity(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("CPU {cpu} is beyond CPU_SETSIZE"),
+            )));
+        }
+        // SAFETY: cpu < CPU_SETSIZE, checked above.
+        unsafe { libc::CPU_SET(cpu, &mut mask) };
+    }
+    // SAFETY: `mask` is a fully initialised cpu_set_t and its exact size is passed; pid 0 is the calling thread.
+    let ret = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &mask) };
+    if ret != 0 {
+        return Err(DpdkError::Affinity(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// The CPUs the calling thread may run on.
 ///
 /// # Errors
