@@ -54,9 +54,9 @@
 //! # Hot path
 //! [`Meter::account_burst`] handles a [`Burst`] of up to [`MAX_BURST`] frames at one time, in passes, so that the
 //! cache misses of different packets overlap instead of queuing up:
-//! 1. it reads each frame of the common shape (untagged IPv4 without options, not a fragment, not VXLAN) at
-//!    fixed offsets with one bounds check ([`crate::wire::parse_common`]) into a small array on the stack: the
-//!    frames' first cache lines load back to back, so their misses overlap;
+//! 1. it reads each frame of the common shape (IPv4 without options, untagged or with one 802.1Q tag, not a
+//!    fragment, not VXLAN) at fixed offsets without a loop ([`crate::wire::parse_common`]) into a small array on
+//!    the stack: the frames' first cache lines load back to back, so their misses overlap;
 //! 2. it attributes each frame in order (two MAC lookups) and builds its hashed table keys (one or two per
 //!    packet) into a preallocated scratch array; a frame of another shape takes the full parser and the
 //!    fragment table, out of line. The MAC lookup, the table's hashing secrets and the per-frame counters live

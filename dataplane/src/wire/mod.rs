@@ -4,8 +4,8 @@
 //! ports and TCP flags, and decapsulates one level of VXLAN. It either returns a [`Packet`] or a [`Discard`]
 //! saying why the frame yields no record: [`Discard::NonIp`] (ARP, LLDP, ...) or
 //! [`Discard::Malformed`] with a [`MalformedReason`] (SPEC.md, "Malformed").
-//! [`parse_common`] is the meter's fast path for the common frame (untagged IPv4 without options, not a
-//! fragment, not VXLAN): fixed offsets, one bounds check, the same answer as [`parse`] or `None`.
+//! [`parse_common`] is the meter's fast path for the common frame (IPv4 without options, untagged or with one
+//! 802.1Q tag, not a fragment, not VXLAN): fixed offsets, no loop, the same answer as [`parse`] or `None`.
 //!
 //! # Guarantees
 //! - Never panics, never allocates, reads each byte at most a bounded number of times: headers are read through
@@ -266,8 +266,8 @@ fn parse_inner(frame: &[u8], wire_len: usize, out: &mut Packet) -> Result<(), Di
     parse_frame::<false>(frame, wire_len, out)
 }
 
-/// The fields of a frame of the common shape: untagged Ethernet, IPv4 without options, not a fragment, not VXLAN
-/// (see [`parse_common`]). The addresses are the four IPv4 bytes in network order.
+/// The fields of a frame of the common shape: Ethernet untagged or with one 802.1Q tag, IPv4 without options,
+/// not a fragment, not VXLAN (see [`parse_common`]). The addresses are the four IPv4 bytes in network order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommonIpv4 {
     /// Destination MAC.
@@ -310,28 +310,40 @@ impl CommonIpv4 {
     }
 }
 
-/// Bytes [`parse_common`] needs captured: Ethernet 14, IPv4 20, TCP up to the flags 14.
-pub const COMMON_FRAME_MIN: usize = 48;
+/// Bytes [`parse_common`] needs captured after the MACs (and the tag): EtherType 2, IPv4 20, TCP up to the
+/// flags 14.
+const COMMON_AFTER_MACS: usize = 36;
 
-/// The fast path of the meter: reads a frame of the common shape at fixed offsets, with one bounds check and
-/// no loop. `None` for anything else (VLAN tags, IPv4 options, IPv6, fragments, UDP to the VXLAN port, frames
-/// shorter than [`COMMON_FRAME_MIN`] captured bytes, and every frame [`parse`] finds malformed or non-IP): the
-/// caller then takes [`parse`], which handles every frame. Where it returns `Some(c)`, [`parse`] returns
-/// `Ok(c.to_packet())` (a property test holds the two to it).
+/// Bytes [`parse_common`] needs captured in an untagged frame: MACs 12, then [`COMMON_AFTER_MACS`].
+pub const COMMON_FRAME_MIN: usize = 12 + COMMON_AFTER_MACS;
+
+/// The fast path of the meter: reads a frame of the common shape at fixed offsets, with two bounds checks and
+/// no loop. `None` for anything else (QinQ or several tags, IPv4 options, IPv6, fragments, UDP to the VXLAN
+/// port, frames shorter than [`COMMON_FRAME_MIN`] captured bytes (4 more with a tag), and every frame [`parse`]
+/// finds malformed or non-IP): the caller then takes [`parse`], which handles every frame. Where it returns
+/// `Some(c)`, [`parse`] returns `Ok(c.to_packet())` (a property test holds the two to it).
 #[inline]
 pub fn parse_common(frame: &[u8], wire_len: usize) -> Option<CommonIpv4> {
-    let h = frame.first_chunk::<COMMON_FRAME_MIN>()?;
-    // Ethertype IPv4, version 4 with IHL 5, neither more-fragments nor an offset (DF may be set).
-    if h[12] != 0x08 || h[13] != 0x00 || h[14] != 0x45 || h[20] & 0x3f != 0 || h[21] != 0 {
+    let (macs, rest) = frame.split_first_chunk::<12>()?;
+    // One 802.1Q tag is skipped: the VLAN is not part of a flow.
+    let tag = if rest.first_chunk::<2>() == Some(&[0x81, 0x00]) {
+        4
+    } else {
+        0
+    };
+    let h = rest.get(tag..)?.first_chunk::<COMMON_AFTER_MACS>()?;
+    // From here `h` starts at the EtherType: IPv4, version 4 with IHL 5, neither more-fragments nor an offset
+    // (DF may be set).
+    if h[0] != 0x08 || h[1] != 0x00 || h[2] != 0x45 || h[8] & 0x3f != 0 || h[9] != 0 {
         return None;
     }
-    let ip_len = u16::from_be_bytes([h[16], h[17]]);
-    if usize::from(ip_len) > wire_len.max(frame.len()) - 14 {
+    let ip_len = u16::from_be_bytes([h[4], h[5]]);
+    if usize::from(ip_len) > wire_len.max(frame.len()) - 14 - tag {
         return None;
     }
-    let protocol = h[23];
+    let protocol = h[11];
     let (l4_min, tcp_flags) = match protocol {
-        PROTO_TCP => (14, h[47] & TCP_FLAGS_MASK),
+        PROTO_TCP => (14, h[35] & TCP_FLAGS_MASK),
         PROTO_UDP | PROTO_SCTP => (4, 0),
         _ => (0, 0),
     };
@@ -342,18 +354,19 @@ pub fn parse_common(frame: &[u8], wire_len: usize) -> Option<CommonIpv4> {
         (0, 0)
     } else {
         (
-            u16::from_be_bytes([h[34], h[35]]),
-            u16::from_be_bytes([h[36], h[37]]),
+            u16::from_be_bytes([h[22], h[23]]),
+            u16::from_be_bytes([h[24], h[25]]),
         )
     };
     if protocol == PROTO_UDP && dst_port == VXLAN_PORT {
         return None;
     }
+    let [d0, d1, d2, d3, d4, d5, s0, s1, s2, s3, s4, s5] = *macs;
     Some(CommonIpv4 {
-        dst_mac: MacAddr([h[0], h[1], h[2], h[3], h[4], h[5]]),
-        src_mac: MacAddr([h[6], h[7], h[8], h[9], h[10], h[11]]),
-        src: [h[26], h[27], h[28], h[29]],
-        dst: [h[30], h[31], h[32], h[33]],
+        dst_mac: MacAddr([d0, d1, d2, d3, d4, d5]),
+        src_mac: MacAddr([s0, s1, s2, s3, s4, s5]),
+        src: [h[14], h[15], h[16], h[17]],
+        dst: [h[18], h[19], h[20], h[21]],
         protocol,
         src_port,
         dst_port,

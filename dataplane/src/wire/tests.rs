@@ -666,9 +666,11 @@ mod props {
         }
 
         /// Where the fast path reads a frame, the full parser reads the same packet. The frames are of the
-        /// common shape or one byte away from it (each header field the fast path checks), cut anywhere.
+        /// common shape (untagged or one 802.1Q tag) or a QinQ frame, or one byte away from it (each header field
+        /// the fast path checks), cut anywhere; the fast path reads every common one.
         #[test]
         fn parse_common_agrees_with_parse(
+            tags in prop::sample::select(vec![0usize, 1, 2]),
             protocol in prop::sample::select(vec![PROTO_TCP, PROTO_UDP, PROTO_SCTP, PROTO_ICMP, 47]),
             dport in prop::sample::select(vec![80u16, VXLAN_PORT]),
             flags_offset in prop::sample::select(vec![0u16, 0x4000, 0x2000, 0x0001, 0x8000]),
@@ -682,7 +684,12 @@ mod props {
                 PROTO_UDP => udp(1234, dport, &vec![0; payload]),
                 _ => vec![0; payload],
             };
-            let mut f = frame(eth(MAC_B, MAC_A, &[], 0x0800), ipv4(A4, B4, protocol, 9, flags_offset, &[], &l4));
+            let vlans: &[(u16, u16)] = match tags {
+                0 => &[],
+                1 => &[(0x8100, 5)],
+                _ => &[(0x88a8, 1), (0x8100, 2)],
+            };
+            let mut f = frame(eth(MAC_B, MAC_A, vlans, 0x0800), ipv4(A4, B4, protocol, 9, flags_offset, &[], &l4));
             if let Some((at, v)) = flip
                 && let Some(b) = f.get_mut(at)
             {
@@ -695,7 +702,8 @@ mod props {
             match parse_common(&f, wire) {
                 Some(common) => prop_assert_eq!(full, Ok(common.to_packet())),
                 None => prop_assert!(
-                    f.len() < COMMON_FRAME_MIN
+                    f.len() < COMMON_FRAME_MIN + 4 * tags
+                        || tags > 1
                         || flip.is_some()
                         || flags_offset & 0x3fff != 0
                         || (protocol == PROTO_UDP && dport == VXLAN_PORT)
