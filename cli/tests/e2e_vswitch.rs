@@ -91,6 +91,63 @@ stop-when-idle-ms = 1000
     collector.stop();
 }
 
+/// With each worker lcore on a CPU of its own (`-l 0-1`), the exporter thread runs on the CPUs the worker does
+/// not use, so rendering a window never preempts the worker; the thread reports the affinity it ends up with.
+#[test]
+fn the_exporter_runs_off_the_worker_lcores_cpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = flowlog_trafficgen::GenConfig::new(7, 2_000, 60);
+    flowlog_trafficgen::generate(&config, d).unwrap();
+    let pcap = d.join("capture.pcap");
+    std::fs::write(
+        d.join("vswitch.toml"),
+        format!(
+            r#"[eal]
+args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry", "--log-level=lib.eal:warning", "--vdev=net_pcap0,rx_pcap={pcap}"]
+[[ports]]
+name = "net_pcap0"
+[dataplane]
+interval-secs = 60
+clock = "rx-timestamp"
+[capture]
+enis-file = "enis.toml"
+[export]
+jsonl = "records.jsonl"
+[run]
+stop-when-idle-ms = 500
+"#,
+            pcap = pcap.display(),
+        ),
+    )
+    .unwrap();
+    let output = Command::new(bin("flowlog-vswitch"))
+        .current_dir(d)
+        .arg("--config")
+        .arg(d.join("vswitch.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "flowlog-vswitch failed: {stderr}");
+    let placed = stderr
+        .lines()
+        .find_map(|line| line.split("exporter thread placed cpus=[").nth(1))
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("no placement line: {stderr}"));
+    let cpus: Vec<usize> = placed.split(", ").map(|cpu| cpu.parse().unwrap()).collect();
+    assert!(
+        !cpus.is_empty() && !cpus.contains(&1),
+        "exporter on {cpus:?}: {stderr}"
+    );
+    assert!(
+        std::fs::read_to_string(d.join("records.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+            > 0
+    );
+}
+
 /// Writes a classic pcap (microseconds, Ethernet).
 fn write_pcap(path: &std::path::Path, frames: &[(u64, Vec<u8>, u32)]) {
     let mut out = 0xa1b2_c3d4u32.to_le_bytes().to_vec();

@@ -4,7 +4,8 @@
 //!
 //! # Threads
 //! - Worker lcores: each runs [`poll_loop`] over its RX queues (queues are dealt round-robin to workers).
-//! - The exporter thread: created after EAL init, so it first takes itself off the main lcore's CPU.
+//! - The exporter thread: created after EAL init, so it first takes itself off the main lcore's CPU, onto the
+//!   CPUs the process had minus the worker lcores' ([`exporter_cpus`]; all of them when that leaves none).
 //! - The main thread (main lcore): waits for a signal or for the idle condition, then stops the workers, waits
 //!   for the exporter to deliver everything, and prints the counters.
 //!
@@ -106,12 +107,18 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
     let workers = worker_lcores
         .len()
         .min(config.ports.iter().map(|p| usize::from(p.rx_queues)).sum());
-    let unpin: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {
-        if let Err(error) = dpdk::unpin_current_thread() {
-            tracing::warn!(%error, "exporter thread stays pinned to the main lcore");
+    let exporter_cpus = exporter_cpus(&eal, worker_lcores.get(..workers).unwrap_or_default());
+    let place: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+        let placed = match &exporter_cpus {
+            Some(cpus) => dpdk::pin_current_thread(cpus),
+            None => dpdk::unpin_current_thread(),
+        };
+        match placed.and_then(|()| dpdk::current_thread_cpus()) {
+            Ok(cpus) => tracing::info!(?cpus, "exporter thread placed"),
+            Err(error) => tracing::warn!(%error, "exporter thread stays pinned to the main lcore"),
         }
     });
-    let pipeline = instance::start(&config, workers, Some(unpin))?;
+    let pipeline = instance::start(&config, workers, Some(place))?;
     if let Capture::Control {
         initial_wait,
         endpoints,
@@ -306,6 +313,36 @@ struct LoopContext {
 
 /// A worker lcore's loop: per RX burst, one command-ring and one table-return-ring read, two TSC reads (time and
 /// cycles), and the meter's burst path; about once a millisecond, a publication of the counters.
+/// The CPUs for the exporter (and the threads it starts): those the process had before EAL, minus the CPUs of
+/// the worker lcores, so that rendering and sending a window never preempts a worker on a host whose worker
+/// cores are not isolated. `None` (every CPU the process had) when that leaves none, e.g. floating lcores
+/// `--lcores=0@(0-1),1@(0-1)` on a two-CPU machine, or when a worker lcore's CPUs cannot be read.
+fn exporter_cpus(eal: &Eal, workers: &[u32]) -> Option<Vec<usize>> {
+    let mut taken = std::collections::BTreeSet::new();
+    for &lcore in workers {
+        match eal.lcore_cpus(lcore) {
+            Ok(cpus) => taken.extend(cpus),
+            Err(error) => {
+                tracing::warn!(lcore, %error, "cannot read a worker lcore's CPUs; the exporter may run on them");
+                return None;
+            }
+        }
+    }
+    let free: Vec<usize> = dpdk::cpus_before_eal()
+        .into_iter()
+        .filter(|cpu| !taken.contains(cpu))
+        .collect();
+    if free.is_empty() {
+        tracing::warn!(
+            worker_cpus = ?taken,
+            "every CPU runs a worker lcore: the exporter shares them and may preempt a worker"
+        );
+        return None;
+    }
+    tracing::info!(cpus = ?free, worker_cpus = ?taken, "exporter placed off the worker lcores' CPUs");
+    Some(free)
+}
+
 fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> MeterCounters {
     let mut rx = Burst::new();
     if ctx.timestamps.is_none() {

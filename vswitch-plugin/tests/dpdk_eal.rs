@@ -1,10 +1,12 @@
-//! EAL lifecycle through the safe layer: once per process, worker lcores (launch, wait, panics), thread affinity.
+//! EAL lifecycle through the safe layer: once per process, worker lcores (launch, wait, panics, their CPUs),
+//! thread affinity (pinning, un-pinning).
 
 mod dpdk_common;
 
 use dpdk_common::eal_args;
 use flowlog_vswitch::dpdk::{
-    DpdkError, Eal, current_lcore, current_thread_cpus, tsc, tsc_hz, unpin_current_thread,
+    DpdkError, Eal, cpus_before_eal, current_lcore, current_thread_cpus, pin_current_thread, tsc,
+    tsc_hz, unpin_current_thread,
 };
 
 #[test]
@@ -53,6 +55,9 @@ fn launch_on_worker_lcore_returns_value() -> anyhow::Result<()> {
     assert_eq!(workers, [1]);
     assert_eq!(eal.lcores().collect::<Vec<_>>(), [0, 1]);
     let worker = workers[0];
+    // Each lcore reads its own CPUs: `-l 0-1` pins lcore N to CPU N.
+    assert_eq!(eal.lcore_cpus(worker)?, [1]);
+    assert_eq!(eal.lcore_cpus(eal.main_lcore())?, [0]);
 
     let (tx, rx) = std::sync::mpsc::channel();
     eal.launch(worker, move || {
@@ -118,6 +123,23 @@ fn threads_made_after_init_are_pinned_until_unpinned() -> anyhow::Result<()> {
         unpinned, expected,
         "unpin restores the affinity from before EAL init"
     );
+    assert_eq!(cpus_before_eal(), before);
+    let pinned = std::thread::spawn(|| -> Result<Vec<usize>, DpdkError> {
+        assert!(matches!(
+            pin_current_thread(&[]),
+            Err(DpdkError::Affinity(_))
+        ));
+        assert!(matches!(
+            pin_current_thread(&[usize::MAX]),
+            Err(DpdkError::Affinity(_))
+        ));
+        unpin_current_thread()?;
+        pin_current_thread(&[0])?;
+        current_thread_cpus()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("thread panicked"))??;
+    assert_eq!(pinned, [0], "pin restricts the thread to the CPUs given");
     drop(eal);
     Ok(())
 }

@@ -154,6 +154,30 @@ impl Eal {
         LcoreIter::new(true)
     }
 
+    /// The CPUs lcore `lcore` may run on, as the lcore's own thread reads them (a probe launched on a worker
+    /// lcore, or the calling thread for the main lcore).
+    ///
+    /// # Errors
+    /// Those of [`Eal::launch`] and [`Eal::wait`] (the lcore must be idle), and [`DpdkError::Affinity`].
+    pub fn lcore_cpus(&self, lcore: u32) -> Result<Vec<usize>, DpdkError> {
+        if current_lcore() == Some(lcore) {
+            return current_thread_cpus();
+        }
+        let answer = Arc::new(parking_lot::Mutex::new(None));
+        let slot = answer.clone();
+        self.launch(lcore, move || {
+            *slot.lock() = Some(current_thread_cpus());
+            0
+        })?;
+        self.wait(lcore)?;
+        let cpus = answer.lock().take();
+        cpus.unwrap_or_else(|| {
+            Err(DpdkError::Affinity(std::io::Error::other(
+                "the probe launched on the lcore reported nothing",
+            )))
+        })
+    }
+
     /// NUMA socket of an lcore (0 on a single-socket machine).
     pub fn lcore_socket(&self, lcore: u32) -> u32 {
         // SAFETY: EAL is initialised; out-of-range ids are answered with a default by DPDK.
@@ -337,16 +361,27 @@ pub fn current_lcore() -> Option<u32> {
 /// # Errors
 /// [`DpdkError::Affinity`] when `sched_setaffinity` fails.
 pub fn unpin_current_thread() -> Result<(), DpdkError> {
-    let mask = match AFFINITY_BEFORE_EAL.get() {
+    set_affinity(&affinity_before_eal())
+}
+
+/// The CPUs the process could run on before `Eal::init` pinned its thread (every CPU when no `Eal::init` ran
+/// in this process), in increasing order: what [`unpin_current_thread`] restores.
+pub fn cpus_before_eal() -> Vec<usize> {
+    cpus_of(&affinity_before_eal())
+}
+
+fn affinity_before_eal() -> libc::cpu_set_t {
+    match AFFINITY_BEFORE_EAL.get() {
         Some(mask) => *mask,
         None => all_cpus(),
-    };
-    // SAFETY: `mask` is a fully initialised cpu_set_t and its exact size is passed; pid 0 is the calling thread.
-    let ret = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &mask) };
-    if ret != 0 {
-        return Err(DpdkError::Affinity(std::io::Error::last_os_error()));
     }
-    Ok(())
+}
+
+fn cpus_of(mask: &libc::cpu_set_t) -> Vec<usize> {
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: CPU_ISSET reads bit `cpu` < CPU_SETSIZE of an initialised set.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, mask) })
+        .collect()
 }
 
 /// Restricts the calling thread to `cpus` (e.g. to keep an exporter off the worker lcores' CPUs on a machine
@@ -373,8 +408,13 @@ pub fn pin_current_thread(cpus: &[usize]) -> Result<(), DpdkError> {
         // SAFETY: cpu < CPU_SETSIZE, checked above.
         unsafe { libc::CPU_SET(cpu, &mut mask) };
     }
+    set_affinity(&mask)
+}
+
+/// Sets the calling thread's CPU affinity.
+fn set_affinity(mask: &libc::cpu_set_t) -> Result<(), DpdkError> {
     // SAFETY: `mask` is a fully initialised cpu_set_t and its exact size is passed; pid 0 is the calling thread.
-    let ret = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &mask) };
+    let ret = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), mask) };
     if ret != 0 {
         return Err(DpdkError::Affinity(std::io::Error::last_os_error()));
     }
@@ -386,11 +426,7 @@ pub fn pin_current_thread(cpus: &[usize]) -> Result<(), DpdkError> {
 /// # Errors
 /// [`DpdkError::Affinity`] when `sched_getaffinity` fails.
 pub fn current_thread_cpus() -> Result<Vec<usize>, DpdkError> {
-    let mask = current_affinity()?;
-    Ok((0..libc::CPU_SETSIZE as usize)
-        // SAFETY: CPU_ISSET reads bit `cpu` < CPU_SETSIZE of an initialised set.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &mask) })
-        .collect())
+    Ok(cpus_of(&current_affinity()?))
 }
 
 /// The DPDK entry point of a launched job (`lcore_function_t`).
