@@ -56,11 +56,13 @@
 //! cache misses of different packets overlap instead of queuing up:
 //! 1. it reads each frame of the common shape (IPv4 without options, untagged or with one 802.1Q tag, not a
 //!    fragment, not VXLAN) at fixed offsets without a loop ([`crate::wire::parse_common`]) into a small array on
-//!    the stack: the frames' first cache lines load back to back, so their misses overlap;
-//! 2. it attributes each frame in order (two MAC lookups) and builds its hashed table keys (one or two per
-//!    packet) into a preallocated scratch array; a frame of another shape takes the full parser and the
-//!    fragment table, out of line. The MAC lookup, the table's hashing secrets and the per-frame counters live
-//!    in registers for the burst (a `Stager` split off the meter), not reloaded through the meter per packet;
+//!    the stack, and any other frame with the full parser into a preallocated slot, out of line: the frames'
+//!    first cache lines load back to back, so their misses overlap;
+//! 2. it attributes each frame in order (fragment table, two MAC lookups) and builds its hashed table keys (one
+//!    or two per packet) into a preallocated scratch array: the packets are read back long after they were
+//!    written, so no load waits on a store in flight. The MAC lookup, the table's hashing secrets and the
+//!    per-frame counters live in registers for the burst (a `Stager` split off the meter), not reloaded through
+//!    the meter per packet;
 //! 3. [`FlowTable::update_burst`] loads every bucket, then every candidate entry, then updates in order;
 //! 4. it counts what the table refused, and touches the few lines a seal needs (so the seal finds them cached).
 //!
@@ -82,7 +84,7 @@ use super::table::{
     SharedKey, TableError,
 };
 use super::window::{Contents, SealSink, SealedWindow, window_start};
-use crate::wire::{CommonIpv4, Discard, Packet, parse, parse_common};
+use crate::wire::{CommonIpv4, Discard, Packet, parse_common, parse_into};
 
 /// Counts what the table could not record (the table keeps the per-ENI totals itself).
 #[inline]
@@ -125,6 +127,20 @@ struct Tally {
     unattributed: u64,
 }
 
+/// A frame the full parser read: the outcome, and the packet when it is `Ok`.
+type Slot = (Result<(), Discard>, Packet);
+
+/// Parses a frame of another shape than the common one into `slots[index]`, out of line (the common frame's
+/// loop stays small). The first pass of a burst does it, and the second reads the packet long after these stores,
+/// so no load waits on a store still in flight.
+#[inline(never)]
+fn parse_full(frame: &[u8], wire_len: usize, slots: &mut [Slot], index: usize) {
+    // A burst holds at most MAX_BURST frames, the number of slots.
+    if let Some((outcome, packet)) = slots.get_mut(index) {
+        *outcome = parse_into(frame, wire_len, packet);
+    }
+}
+
 impl Stager<'_> {
     /// Counts one frame and stages its attributions in the scratch array. `common` is [`parse_common`]'s
     /// reading of the frame: a frame of the common shape is attributed from it, any other takes the full parser.
@@ -136,12 +152,13 @@ impl Stager<'_> {
         wire_len: usize,
         action: Action,
         common: Option<&CommonIpv4>,
+        (packets, index): (&[Slot], usize),
     ) {
         self.tally.frames += 1;
         self.tally.frame_bytes += wire_len.max(frame.len()) as u64;
         match common {
             Some(c) => self.common(c, action),
-            None => self.uncommon(now, frame, wire_len, action),
+            None => self.uncommon(now, packets, index, action),
         }
     }
 
@@ -163,9 +180,12 @@ impl Stager<'_> {
 
     /// [`Stager::frame`] for a frame of another shape: the full parser, fragments and VXLAN.
     #[inline(never)]
-    fn uncommon(&mut self, now: u64, frame: &[u8], wire_len: usize, action: Action) {
-        let mut packet = match parse(frame, wire_len) {
-            Ok(packet) => packet,
+    fn uncommon(&mut self, now: u64, packets: &[Slot], index: usize, action: Action) {
+        let Some(&(outcome, mut packet)) = packets.get(index) else {
+            return;
+        };
+        match outcome {
+            Ok(()) => {}
             Err(Discard::NonIp) => {
                 self.counters.non_ip += 1;
                 return;
@@ -354,6 +374,8 @@ pub struct Meter {
     spare_batches: Vec<FlowBatch>,
     /// Scratch of the burst being accounted (capacity `2 * MAX_BURST`: two attributions per frame).
     updates: Vec<FlowUpdate>,
+    /// What the full parser made of the burst's frames of another shape than the common one, by frame index.
+    packets: Box<[Slot; MAX_BURST]>,
     /// `enis`, cloned ahead for the next seal (the clone's atomic increment stays out of the seal's pause).
     seal_enis: Option<Arc<EniTable>>,
     counters: MeterCounters,
@@ -414,6 +436,7 @@ impl Meter {
             pending: VecDeque::new(),
             spare_batches: Vec::new(),
             updates: Vec::with_capacity(2 * MAX_BURST),
+            packets: Box::new([(Ok(()), Packet::default()); MAX_BURST]),
             seal_enis: None,
             counters: MeterCounters::default(),
             rehearsal: None,
@@ -486,9 +509,19 @@ impl Meter {
         if self.roll_to(now_secs, out) {
             self.counters.late += 1;
         }
-        let mut stager = self.stager();
         let common = parse_common(frame, wire_len);
-        stager.frame(now_secs, frame, wire_len, action, common.as_ref());
+        if common.is_none() {
+            parse_full(frame, wire_len, &mut self.packets[..], 0);
+        }
+        let (mut stager, packets) = self.stager();
+        stager.frame(
+            now_secs,
+            frame,
+            wire_len,
+            action,
+            common.as_ref(),
+            (packets, 0),
+        );
         stager.finish();
         self.apply_now();
     }
@@ -507,12 +540,23 @@ impl Meter {
         // Read every frame of the common shape first (their first lines load back to back, so the cache misses
         // overlap), then attribute each frame in order.
         let mut common = [None; MAX_BURST];
-        for ((frame, wire_len, _), slot) in burst.iter().zip(common.iter_mut()) {
+        for (index, ((frame, wire_len, _), slot)) in burst.iter().zip(common.iter_mut()).enumerate()
+        {
             *slot = parse_common(frame, wire_len);
+            if slot.is_none() {
+                parse_full(frame, wire_len, &mut self.packets[..], index);
+            }
         }
-        let mut stager = self.stager();
-        for ((frame, wire_len, action), c) in burst.iter().zip(common.iter()) {
-            stager.frame(now_secs, frame, wire_len, action, c.as_ref());
+        let (mut stager, packets) = self.stager();
+        for (index, ((frame, wire_len, action), c)) in burst.iter().zip(common.iter()).enumerate() {
+            stager.frame(
+                now_secs,
+                frame,
+                wire_len,
+                action,
+                c.as_ref(),
+                (packets, index),
+            );
         }
         stager.finish();
         self.table.update_burst(&mut self.updates);
@@ -685,17 +729,18 @@ impl Meter {
         false
     }
 
-    /// What attributing this burst's packets needs, split off the meter.
+    /// What attributing this burst's packets needs, split off the meter, and the packet slots it reads.
     #[inline]
-    fn stager(&mut self) -> Stager<'_> {
-        Stager {
+    fn stager(&mut self) -> (Stager<'_>, &[Slot]) {
+        let stager = Stager {
             macs: self.enis.macs(),
             keyer: self.table.keyer(),
             updates: &mut self.updates,
             fragments: &mut self.fragments,
             counters: &mut self.counters,
             tally: Tally::default(),
-        }
+        };
+        (stager, &self.packets[..])
     }
 
     /// Applies the staged attributions of one frame to the flow table at once (no pipeline).
