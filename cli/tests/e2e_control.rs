@@ -7,7 +7,9 @@ mod common;
 
 use std::process::Command;
 
-use common::{Server, assert_same_records, bin, eal_args, run, wait_for_log};
+use common::{
+    Server, assert_same_records, bin, eal_args, generated, run, run_vswitch, wait_for_log,
+};
 
 /// Replays the capture at `interval` and keeps the records `keep` selects, in replay order.
 fn replay_filtered(
@@ -35,10 +37,8 @@ fn replay_filtered(
 
 #[test]
 fn e2e_flow_logs_from_the_control_plane_route_and_aggregate_records() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = generated(99, 200_000);
     let d = dir.path();
-    let config = flowlog_trafficgen::GenConfig::new(99, 200_000, 60);
-    flowlog_trafficgen::generate(&config, d).unwrap();
 
     let collector = Server::start(
         &bin("flowlog-collector"),
@@ -222,13 +222,7 @@ stop-when-idle-ms = 1000
         ),
     )
     .unwrap();
-    let output = Command::new(bin("flowlog-vswitch"))
-        .arg("--config")
-        .arg(d.join("vswitch.toml"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "flowlog-vswitch failed: {stderr}");
+    let stderr = run_vswitch(d, &d.join("vswitch.toml"));
     assert!(stderr.contains(" 0 abandoned"), "{stderr}");
 
     // The host acknowledged the capture sets: both flow logs are Active.

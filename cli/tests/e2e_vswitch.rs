@@ -6,14 +6,12 @@ mod common;
 
 use std::process::Command;
 
-use common::{Server, assert_same_records, bin, eal_args, run};
+use common::{Server, assert_same_records, bin, eal_args, generated, run, run_vswitch};
 
 #[test]
 fn e2e_vswitch_on_net_pcap_delivers_what_replay_computes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = generated(20_261_126, 1_000_000);
     let d = dir.path();
-    let config = flowlog_trafficgen::GenConfig::new(20_261_126, 1_000_000, 60);
-    flowlog_trafficgen::generate(&config, d).unwrap();
     let pcap = d.join("capture.pcap");
 
     let replayed = run(Command::new(bin("flowlog"))
@@ -63,13 +61,7 @@ stop-when-idle-ms = 1000
         ),
     )
     .unwrap();
-    let output = Command::new(bin("flowlog-vswitch"))
-        .arg("--config")
-        .arg(d.join("vswitch.toml"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "flowlog-vswitch failed: {stderr}");
+    let stderr = run_vswitch(d, &d.join("vswitch.toml"));
     assert!(stderr.contains("1000000 frames"), "{stderr}");
     assert!(
         stderr.contains(" 0 abandoned, 0 dropped by the ports"),
@@ -95,10 +87,8 @@ stop-when-idle-ms = 1000
 /// not use, so rendering a window never preempts the worker; the thread reports the affinity it ends up with.
 #[test]
 fn the_exporter_runs_off_the_worker_lcores_cpus() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = generated(7, 2_000);
     let d = dir.path();
-    let config = flowlog_trafficgen::GenConfig::new(7, 2_000, 60);
-    flowlog_trafficgen::generate(&config, d).unwrap();
     let pcap = d.join("capture.pcap");
     std::fs::write(
         d.join("vswitch.toml"),
@@ -121,14 +111,7 @@ stop-when-idle-ms = 500
         ),
     )
     .unwrap();
-    let output = Command::new(bin("flowlog-vswitch"))
-        .current_dir(d)
-        .arg("--config")
-        .arg(d.join("vswitch.toml"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "flowlog-vswitch failed: {stderr}");
+    let stderr = run_vswitch(d, &d.join("vswitch.toml"));
     let placed = stderr
         .lines()
         .find_map(|line| line.split("exporter thread placed cpus=[").nth(1))
@@ -174,10 +157,8 @@ fn write_pcap(path: &std::path::Path, frames: &[(u64, Vec<u8>, u32)]) {
 /// a datagram, on one queue), and the exporter merges the workers' windows.
 #[test]
 fn e2e_two_workers_on_two_queues_merge_to_what_replay_computes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = generated(31, 200_000);
     let d = dir.path();
-    let config = flowlog_trafficgen::GenConfig::new(31, 200_000, 60);
-    flowlog_trafficgen::generate(&config, d).unwrap();
     let expected = std::fs::read_to_string(d.join("expected.jsonl")).unwrap();
 
     let mut reader = flowlog_vswitch::pcap::PcapReader::open(&d.join("capture.pcap")).unwrap();
@@ -235,14 +216,7 @@ stop-when-idle-ms = 1000
         ),
     )
     .unwrap();
-    let output = Command::new(bin("flowlog-vswitch"))
-        .arg("--config")
-        .arg(d.join("vswitch.toml"))
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "flowlog-vswitch failed: {stderr}");
+    let stderr = run_vswitch(d, &d.join("vswitch.toml"));
     assert!(stderr.contains("workers=2"), "two workers ran: {stderr}");
     assert_same_records(
         &std::fs::read_to_string(d.join("out.jsonl")).unwrap(),
