@@ -143,7 +143,8 @@ fn parse_full(frame: &[u8], wire_len: usize, slots: &mut [Slot], index: usize) {
 
 impl Stager<'_> {
     /// Counts one frame and stages its attributions in the scratch array. `common` is [`parse_common`]'s
-    /// reading of the frame: a frame of the common shape is attributed from it, any other takes the full parser.
+    /// reading of the frame: a frame of the common shape is attributed from it, any other from its slot
+    /// `packets[index]`, which [`parse_full`] filled.
     #[inline(always)]
     fn frame(
         &mut self,
@@ -178,7 +179,7 @@ impl Stager<'_> {
         self.attribute(&shared, src, dst, u64::from(c.ip_len), c.tcp_flags, action);
     }
 
-    /// [`Stager::frame`] for a frame of another shape: the full parser, fragments and VXLAN.
+    /// [`Stager::frame`] for a frame of another shape, from its slot: discards, fragments, VXLAN, IPv6.
     #[inline(never)]
     fn uncommon(&mut self, now: u64, packets: &[Slot], index: usize, action: Action) {
         let Some(&(outcome, mut packet)) = packets.get(index) else {
