@@ -576,19 +576,8 @@ impl FlowTable {
             key.dst_port,
             key.protocol,
         );
-        self.attribution_key(&shared, key.eni, key.direction, key.action)
-    }
-
-    /// The key of one attribution of a packet: `shared` completed with the ENI, direction and action.
-    #[inline]
-    pub(crate) fn attribution_key(
-        &self,
-        shared: &SharedKey,
-        eni: EniSlot,
-        direction: Direction,
-        action: Action,
-    ) -> TableKey {
-        self.keyer().key(shared, eni, direction, action)
+        self.keyer()
+            .key(&shared, key.eni, key.direction, key.action)
     }
 
     /// The table's hashing as a value, for a loop over many packets.
