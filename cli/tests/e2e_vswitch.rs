@@ -218,6 +218,13 @@ stop-when-idle-ms = 1000
     .unwrap();
     let stderr = run_vswitch(d, &d.join("vswitch.toml"));
     assert!(stderr.contains("workers=2"), "two workers ran: {stderr}");
+    // Lcores floating over CPUs 0 and 1 leave the exporter the other CPUs, or on a two-CPU machine none: then it
+    // shares them, and says so.
+    assert!(
+        stderr.contains("every CPU runs a worker lcore")
+            || stderr.contains("exporter placed off the worker lcores' CPUs"),
+        "{stderr}"
+    );
     assert_same_records(
         &std::fs::read_to_string(d.join("out.jsonl")).unwrap(),
         &expected,
