@@ -399,7 +399,13 @@ impl Meter {
         small.spare_tables = 1;
         small.fragment_capacity = 1;
         let nobody = Arc::new(EniTable::builder().build());
-        meter.rehearsal = Some(Box::new(Meter::without_rehearsal(small, nobody)?));
+        let mut rehearsal = Meter::without_rehearsal(small, nobody)?;
+        // The rehearsal's flow is on slot 0: its totals are reserved now, so no rehearsal allocates.
+        rehearsal.table.reserve_enis(1);
+        for table in &mut rehearsal.spare_tables {
+            table.reserve_enis(1);
+        }
+        meter.rehearsal = Some(Box::new(rehearsal));
         Ok(meter)
     }
 
@@ -816,7 +822,8 @@ impl Meter {
             Action::Accept,
         );
         small.table.add_key(&key, 64, 0);
-        if let Some(table) = small.cut(0).take_table() {
+        // The table goes straight back, unread: reading a window's flows is the exporter's work, and allocates.
+        if let Some(table) = small.cut(0).table.take() {
             // The rehearsal meter's own table: it always fits its pool.
             let _ = small.recycle_table(table);
         }
