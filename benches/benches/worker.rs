@@ -339,8 +339,8 @@ fn worker(interval: u32, flows: usize) -> anyhow::Result<(Worker, Exporter)> {
             sink: ExportSink::File("/dev/null".into()),
             max_batch_records: 4096,
             interval_secs: interval,
-            // CPU 0, with the main and producer lcores: an exporter on the worker's CPU would preempt it for
-            // milliseconds while it renders a window, as it would on a host without isolated worker cores.
+            // CPU 0, with the main and producer lcores, as flowlog-vswitch places it: an exporter on the worker's
+            // CPU could preempt it while it renders a window.
             thread_init: Some(Arc::new(|| {
                 let _ = flowlog_vswitch::dpdk::pin_current_thread(&[0]);
             })),
@@ -453,7 +453,7 @@ fn seal_under_load(
         let mut longest_seal = 0u64;
         let mut sealed = 0u64;
         // (start, end) TSC of each burst that sealed a window, and of each gap between two polls longer than
-        // STALL_TICKS (the worker's CPU was taken away).
+        // `stall_ticks` (50 µs: the worker's CPU was taken away).
         let mut seal_spans: Vec<(u64, u64)> = Vec::with_capacity(MAX_EVENTS);
         let mut stalls: Vec<(u64, u64)> = Vec::with_capacity(MAX_EVENTS);
         let stall_ticks = hz / 20_000;
@@ -467,24 +467,18 @@ fn seal_under_load(
                 stalls.push((last_poll, now));
             }
             last_poll = now;
+            let secs = clock.ns_at(now) / 1_000_000_000;
             if n == 0 {
-                worker.advance(clock.ns_at(now) / 1_000_000_000);
-                let took = tsc().wrapping_sub(now);
-                longest = longest.max(took);
-                if worker.counters().windows_sealed != sealed {
-                    sealed = worker.counters().windows_sealed;
-                    longest_seal = longest_seal.max(took);
-                    seal_spans.push((now, now + took));
+                worker.advance(secs);
+            } else {
+                let mut frames = FrameBurst::new();
+                for mbuf in burst.iter() {
+                    let _ = frames.push(mbuf.data(), mbuf.pkt_len() as usize, Action::Accept);
                 }
-                continue;
+                worker.account_burst(secs, &frames);
+                metered += n as u64;
+                burst.free_all();
             }
-            let mut frames = FrameBurst::new();
-            for mbuf in burst.iter() {
-                let _ = frames.push(mbuf.data(), mbuf.pkt_len() as usize, Action::Accept);
-            }
-            worker.account_burst(clock.ns_at(now) / 1_000_000_000, &frames);
-            metered += n as u64;
-            burst.free_all();
             let took = tsc().wrapping_sub(now);
             longest = longest.max(took);
             if worker.counters().windows_sealed != sealed {
@@ -518,9 +512,9 @@ fn seal_under_load(
         .take()
         .context("the worker reported nothing")?;
     let refusals = std::mem::take(&mut *refusals.lock().unwrap_or_else(|e| e.into_inner()));
-    // A refusal is the seal's when it happens during a sealing burst or within SEAL_GRACE after it (the ring
+    // A refusal is the seal's when it happens during a sealing burst or within SEAL_GRACE_MS after it (the ring
     // refills while the worker catches up); otherwise a stall's when the worker was off its CPU up to
-    // SEAL_GRACE before; anything else is unexplained.
+    // SEAL_GRACE_MS before; anything else is unexplained.
     let grace = hz / 1_000 * SEAL_GRACE_MS;
     let within =
         |spans: &[(u64, u64)], t: u64| spans.iter().any(|&(a, b)| t >= a && t <= b + grace);

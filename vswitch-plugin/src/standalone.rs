@@ -113,9 +113,12 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
             Some(cpus) => dpdk::pin_current_thread(cpus),
             None => dpdk::unpin_current_thread(),
         };
-        match placed.and_then(|()| dpdk::current_thread_cpus()) {
+        if let Err(error) = placed {
+            tracing::warn!(%error, "exporter thread stays pinned to the main lcore");
+        }
+        match dpdk::current_thread_cpus() {
             Ok(cpus) => tracing::info!(?cpus, "exporter thread placed"),
-            Err(error) => tracing::warn!(%error, "exporter thread stays pinned to the main lcore"),
+            Err(error) => tracing::warn!(%error, "cannot read the exporter thread's CPUs"),
         }
     });
     let pipeline = instance::start(&config, workers, Some(place))?;
@@ -311,8 +314,6 @@ struct LoopContext {
     timestamps: Option<RxTimestamp>,
 }
 
-/// A worker lcore's loop: per RX burst, one command-ring and one table-return-ring read, two TSC reads (time and
-/// cycles), and the meter's burst path; about once a millisecond, a publication of the counters.
 /// The CPUs for the exporter (and the threads it starts): those the process had before EAL, minus the CPUs of
 /// the worker lcores, so that rendering and sending a window never preempts a worker on a host whose worker
 /// cores are not isolated. `None` (every CPU the process had) when that leaves none, e.g. floating lcores
@@ -343,6 +344,8 @@ fn exporter_cpus(eal: &Eal, workers: &[u32]) -> Option<Vec<usize>> {
     Some(free)
 }
 
+/// A worker lcore's loop: per RX burst, one command-ring and one table-return-ring read, two TSC reads (time and
+/// cycles), and the meter's burst path; about once a millisecond, a publication of the counters.
 fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> MeterCounters {
     let mut rx = Burst::new();
     if ctx.timestamps.is_none() {

@@ -179,7 +179,7 @@ impl EniTable {
 
     /// The MAC lookup as a value, for a loop over many packets.
     #[inline]
-    pub fn macs(&self) -> MacLookup<'_> {
+    pub(crate) fn macs(&self) -> MacLookup<'_> {
         self.macs.view()
     }
 
@@ -415,7 +415,7 @@ impl MacIndex {
         let mask = size - 1;
         for &(mac, slot) in entries {
             let key = mac.to_u64() | MAC_PRESENT;
-            let mut i = index.home(key);
+            let mut i = index.view().home(key);
             while let Some(cell) = index.cells.get_mut(i) {
                 if cell.0 == 0 {
                     *cell = (key, slot);
@@ -425,10 +425,6 @@ impl MacIndex {
             }
         }
         index
-    }
-
-    fn home(&self, key: u64) -> usize {
-        (key.wrapping_mul(MAC_MULTIPLIER) >> self.shift) as usize
     }
 
     #[inline]
@@ -443,18 +439,24 @@ impl MacIndex {
 /// The MAC lookup of an [`EniTable`] as a value ([`EniTable::macs`]): a slice and a shift that a loop keeps in
 /// registers, instead of reloading them through the table for every packet.
 #[derive(Debug, Clone, Copy)]
-pub struct MacLookup<'a> {
+pub(crate) struct MacLookup<'a> {
     cells: &'a [(u64, u32)],
     shift: u32,
 }
 
 impl MacLookup<'_> {
+    /// The cell where the probe for `key` starts.
+    #[inline]
+    fn home(self, key: u64) -> usize {
+        (key.wrapping_mul(MAC_MULTIPLIER) >> self.shift) as usize
+    }
+
     /// The captured ENI whose MAC is `mac` (see [`EniTable::lookup`]).
     #[inline]
-    pub fn lookup(self, mac: MacAddr) -> Option<EniSlot> {
+    pub(crate) fn lookup(self, mac: MacAddr) -> Option<EniSlot> {
         let key = mac.to_u64() | MAC_PRESENT;
         let mask = self.cells.len().wrapping_sub(1);
-        let mut i = (key.wrapping_mul(MAC_MULTIPLIER) >> self.shift) as usize;
+        let mut i = self.home(key);
         // Bounded by the table size; in practice one or two probes (at most half full).
         for _ in 0..self.cells.len() {
             let &(k, slot) = self.cells.get(i)?;

@@ -130,6 +130,22 @@ struct Tally {
 /// A frame the full parser read: the outcome, and the packet when it is `Ok`.
 type Slot = (Result<(), Discard>, Packet);
 
+/// The first pass over frame `index` of a burst: [`parse_common`]'s reading, or `None` when the full parser read it
+/// into `slots[index]` instead.
+#[inline(always)]
+fn read_frame(
+    frame: &[u8],
+    wire_len: usize,
+    slots: &mut [Slot],
+    index: usize,
+) -> Option<CommonIpv4> {
+    let common = parse_common(frame, wire_len);
+    if common.is_none() {
+        parse_full(frame, wire_len, slots, index);
+    }
+    common
+}
+
 /// Parses a frame of another shape than the common one into `slots[index]`, out of line (the common frame's
 /// loop stays small). The first pass of a burst does it, and the second reads the packet long after these stores,
 /// so no load waits on a store still in flight.
@@ -516,10 +532,7 @@ impl Meter {
         if self.roll_to(now_secs, out) {
             self.counters.late += 1;
         }
-        let common = parse_common(frame, wire_len);
-        if common.is_none() {
-            parse_full(frame, wire_len, &mut self.packets[..], 0);
-        }
+        let common = read_frame(frame, wire_len, &mut self.packets[..], 0);
         let (mut stager, packets) = self.stager();
         stager.frame(
             now_secs,
@@ -549,10 +562,7 @@ impl Meter {
         let mut common = [None; MAX_BURST];
         for (index, ((frame, wire_len, _), slot)) in burst.iter().zip(common.iter_mut()).enumerate()
         {
-            *slot = parse_common(frame, wire_len);
-            if slot.is_none() {
-                parse_full(frame, wire_len, &mut self.packets[..], index);
-            }
+            *slot = read_frame(frame, wire_len, &mut self.packets[..], index);
         }
         let (mut stager, packets) = self.stager();
         for (index, ((frame, wire_len, action), c)) in burst.iter().zip(common.iter()).enumerate() {

@@ -18,7 +18,7 @@ mod window;
 pub use crate::wire::MacAddr;
 pub use burst::{Burst, BurstFull, MAX_BURST};
 pub use counters::MeterCounters;
-pub use eni::{Eni, EniSlot, EniTable, EniTableBuilder, EniTableError, MacLookup};
+pub use eni::{Eni, EniSlot, EniTable, EniTableBuilder, EniTableError};
 pub use key::{Action, Direction, FLOW_KEY_SIZE, FlowKey};
 pub use meter::{Meter, MeterConfig, MeterError, SpareTableFallback};
 pub use table::{

@@ -16,7 +16,7 @@ pub const ETHERTYPE_IPV4: u16 = 0x0800;
 /// EtherType of IPv6.
 pub const ETHERTYPE_IPV6: u16 = 0x86dd;
 
-const TPID_8021Q: u16 = 0x8100;
+pub(crate) const TPID_8021Q: u16 = 0x8100;
 const TPID_8021AD: u16 = 0x88a8;
 const TPID_QINQ_LEGACY: u16 = 0x9100;
 

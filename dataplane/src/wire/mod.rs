@@ -36,6 +36,7 @@
 mod ethernet;
 mod ip;
 
+use ethernet::TPID_8021Q;
 pub use ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, MAX_VLAN_TAGS, MacAddr, MacParseError};
 pub use ip::MAX_IPV6_EXTENSION_HEADERS;
 
@@ -326,7 +327,7 @@ pub const COMMON_FRAME_MIN: usize = 12 + COMMON_AFTER_MACS;
 pub fn parse_common(frame: &[u8], wire_len: usize) -> Option<CommonIpv4> {
     let (macs, rest) = frame.split_first_chunk::<12>()?;
     // One 802.1Q tag is skipped: the VLAN is not part of a flow.
-    let tag = if rest.first_chunk::<2>() == Some(&[0x81, 0x00]) {
+    let tag = if rest.first_chunk::<2>() == Some(&TPID_8021Q.to_be_bytes()) {
         4
     } else {
         0
@@ -334,10 +335,12 @@ pub fn parse_common(frame: &[u8], wire_len: usize) -> Option<CommonIpv4> {
     let h = rest.get(tag..)?.first_chunk::<COMMON_AFTER_MACS>()?;
     // From here `h` starts at the EtherType: IPv4, version 4 with IHL 5, neither more-fragments nor an offset
     // (DF may be set).
-    if h[0] != 0x08 || h[1] != 0x00 || h[2] != 0x45 || h[8] & 0x3f != 0 || h[9] != 0 {
+    if [h[0], h[1]] != ETHERTYPE_IPV4.to_be_bytes() || h[2] != 0x45 || h[8] & 0x3f != 0 || h[9] != 0
+    {
         return None;
     }
     let ip_len = u16::from_be_bytes([h[4], h[5]]);
+    // No underflow: the frame holds the MACs, the tag and COMMON_AFTER_MACS bytes.
     if usize::from(ip_len) > wire_len.max(frame.len()) - 14 - tag {
         return None;
     }
