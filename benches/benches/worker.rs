@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use flowlog_benches::{cpu, print_machine, thread_cpu};
+use flowlog_benches::{CpuTime, ThreadSched, cpu, print_machine, thread_cpu};
 use flowlog_dataplane::flow::{
     Action, Burst as FrameBurst, Eni, MacAddr, Meter, MeterConfig, SpareTableFallback,
 };
@@ -121,6 +121,17 @@ fn main() -> anyhow::Result<()> {
         report.longest_stall.as_secs_f64() * 1e3,
         report.after_stall,
         report.other,
+    );
+    println!(
+        "  the worker's CPU was away {:.2} ms in gaps over 50 µs and {:.2} ms in {} gaps of 10-50 µs; its thread waited {:.2} ms for a CPU (guest scheduler, {} preemptions); its CPU's interrupts {} ms, soft interrupts {} ms, steal {} ms (/proc/stat, 10 ms steps)",
+        report.stalled.as_secs_f64() * 1e3,
+        report.short_gapped.as_secs_f64() * 1e3,
+        report.short_gaps,
+        report.sched.waiting.as_secs_f64() * 1e3,
+        report.sched.preemptions,
+        report.cpu.irq.as_millis(),
+        report.cpu.softirq.as_millis(),
+        report.cpu.steal.as_millis(),
     );
     println!(
         "  the worker's longest burst that sealed a window: {:.2} µs; longest burst of all: {:.1} µs (on a shared CPU this includes preemption)",
@@ -368,6 +379,14 @@ struct SealReport {
     /// Gaps between two polls of the worker longer than 50 µs, and the longest.
     stalls: usize,
     longest_stall: Duration,
+    /// All the time in those gaps.
+    stalled: Duration,
+    /// Gaps between two polls of 10-50 µs: how many, and their time.
+    short_gaps: usize,
+    short_gapped: Duration,
+    /// The worker thread's scheduler figures over the run, and its CPU's interrupt and steal time.
+    sched: ThreadSched,
+    cpu: CpuTime,
     longest_burst: Duration,
     longest_seal: Duration,
 }
@@ -457,14 +476,23 @@ fn seal_under_load(
         let mut seal_spans: Vec<(u64, u64)> = Vec::with_capacity(MAX_EVENTS);
         let mut stalls: Vec<(u64, u64)> = Vec::with_capacity(MAX_EVENTS);
         let stall_ticks = hz / 20_000;
+        let short_gap_ticks = hz / 100_000;
+        let (mut short_gaps, mut short_gapped) = (0usize, 0u64);
+        let sched_before = ThreadSched::now();
         let mut last_poll = tsc();
         worker.start(clock.now_secs());
         while !worker_stop.load(Ordering::Relaxed) {
             worker.poll_commands();
             let n = rx.rx_burst(&mut burst);
             let now = tsc();
-            if now.wrapping_sub(last_poll) > stall_ticks && stalls.len() < MAX_EVENTS {
-                stalls.push((last_poll, now));
+            let gap = now.wrapping_sub(last_poll);
+            if gap > stall_ticks {
+                if stalls.len() < MAX_EVENTS {
+                    stalls.push((last_poll, now));
+                }
+            } else if gap > short_gap_ticks {
+                short_gaps += 1;
+                short_gapped += gap;
             }
             last_poll = now;
             let secs = clock.ns_at(now) / 1_000_000_000;
@@ -494,19 +522,43 @@ fn seal_under_load(
             metered += burst.len() as u64;
             burst.free_all();
         }
+        let sched = match (ThreadSched::now(), sched_before) {
+            (Some(after), Some(before)) => after.since(&before),
+            _ => ThreadSched::default(),
+        };
         let seals = worker.counters().windows_sealed;
         worker.finish();
-        *out.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((metered, seals, longest, longest_seal, seal_spans, stalls));
+        *out.lock().unwrap_or_else(|e| e.into_inner()) = Some((
+            metered,
+            seals,
+            longest,
+            longest_seal,
+            seal_spans,
+            stalls,
+            (short_gaps, short_gapped, sched),
+        ));
         0
     })?;
     let began = Instant::now();
+    let cpu_before = CpuTime::of(1);
     std::thread::sleep(Duration::from_secs_f64(seconds));
     stop.store(true, Ordering::Relaxed);
     eal.wait(2)?;
     eal.wait(1)?;
     exporter.join()?;
-    let (metered, seals, longest, longest_seal, seal_spans, stalls) = result
+    let cpu = match (CpuTime::of(1), cpu_before) {
+        (Some(after), Some(before)) => after.since(&before),
+        _ => CpuTime::default(),
+    };
+    let (
+        metered,
+        seals,
+        longest,
+        longest_seal,
+        seal_spans,
+        stalls,
+        (short_gaps, short_gapped, sched),
+    ) = result
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take()
@@ -529,6 +581,8 @@ fn seal_under_load(
         }
     }
     let longest_stall = stalls.iter().map(|&(a, b)| b - a).max().unwrap_or(0);
+    let stalled: u64 = stalls.iter().map(|&(a, b)| b - a).sum();
+    let ticks = |t: u64| Duration::from_secs_f64(t as f64 / hz as f64);
     Ok(SealReport {
         seconds: began.elapsed().as_secs_f64(),
         seals,
@@ -539,7 +593,12 @@ fn seal_under_load(
         after_stall,
         other,
         stalls: stalls.len(),
-        longest_stall: Duration::from_secs_f64(longest_stall as f64 / hz as f64),
+        longest_stall: ticks(longest_stall),
+        stalled: ticks(stalled),
+        short_gaps,
+        short_gapped: ticks(short_gapped),
+        sched,
+        cpu,
         longest_burst: Duration::from_secs_f64(longest as f64 / hz as f64),
         longest_seal: Duration::from_secs_f64(longest_seal as f64 / hz as f64),
     })

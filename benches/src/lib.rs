@@ -30,6 +30,92 @@ pub fn thread_cpu() -> Option<Duration> {
     (ms > 0.0).then(|| Duration::from_secs_f64(ms / 1e3))
 }
 
+/// The scheduler's view of the calling thread so far: time on a CPU, time runnable but waiting for one (the guest
+/// scheduler ran something else), and the involuntary context switches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadSched {
+    /// On a CPU (`/proc/thread-self/schedstat`, first field).
+    pub on_cpu: Duration,
+    /// Runnable but waiting on a run queue (second field).
+    pub waiting: Duration,
+    /// `nonvoluntary_ctxt_switches` of `/proc/thread-self/status`.
+    pub preemptions: u64,
+}
+
+impl ThreadSched {
+    /// The calling thread's figures, if the kernel shows them.
+    pub fn now() -> Option<ThreadSched> {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().ok());
+        let (on_cpu, waiting) = (fields.next()??, fields.next()??);
+        let status = std::fs::read_to_string("/proc/thread-self/status").ok()?;
+        let preemptions = status
+            .lines()
+            .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(ThreadSched {
+            on_cpu: Duration::from_nanos(on_cpu),
+            waiting: Duration::from_nanos(waiting),
+            preemptions,
+        })
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &ThreadSched) -> ThreadSched {
+        ThreadSched {
+            on_cpu: self.on_cpu.saturating_sub(earlier.on_cpu),
+            waiting: self.waiting.saturating_sub(earlier.waiting),
+            preemptions: self.preemptions.saturating_sub(earlier.preemptions),
+        }
+    }
+}
+
+/// Time one CPU spent in interrupts, soft interrupts and stolen by the hypervisor (`/proc/stat`, in the kernel's
+/// clock ticks, converted at 100 per second: coarse, 10 ms steps).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTime {
+    /// Hard interrupts.
+    pub irq: Duration,
+    /// Soft interrupts.
+    pub softirq: Duration,
+    /// Stolen: the vCPU was runnable and the hypervisor ran something else.
+    pub steal: Duration,
+}
+
+impl CpuTime {
+    /// CPU `cpu`'s figures so far, if `/proc/stat` shows them.
+    pub fn of(cpu: usize) -> Option<CpuTime> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let name = format!("cpu{cpu}");
+        let line = stat
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+        let ticks: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let at = |i: usize| ticks.get(i).map(|&t| Duration::from_millis(t * 10));
+        // user nice system idle iowait irq softirq steal
+        Some(CpuTime {
+            irq: at(5)?,
+            softirq: at(6)?,
+            steal: at(7)?,
+        })
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &CpuTime) -> CpuTime {
+        CpuTime {
+            irq: self.irq.saturating_sub(earlier.irq),
+            softirq: self.softirq.saturating_sub(earlier.softirq),
+            steal: self.steal.saturating_sub(earlier.steal),
+        }
+    }
+}
+
 /// The best on-CPU time (wall time where the kernel does not expose it) of `runs` executions of `work`, after
 /// one warm-up run.
 pub fn measure_on_cpu<T>(runs: usize, mut work: impl FnMut() -> T) -> (Duration, Duration) {
