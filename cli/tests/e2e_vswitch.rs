@@ -87,13 +87,71 @@ stop-when-idle-ms = 1000
 /// not use, so rendering a window never preempts the worker; the thread reports the affinity it ends up with.
 #[test]
 fn the_exporter_runs_off_the_worker_lcores_cpus() {
-    let dir = generated(7, 2_000);
+    let (cpus, stderr) = exporter_placement("");
+    assert!(
+        !cpus.is_empty() && !cpus.contains(&1),
+        "exporter on {cpus:?}: {stderr}"
+    );
+}
+
+/// `export.cpus` places the exporter where the operator says, even on a worker lcore's CPU (with a warning); CPUs
+/// the process cannot use stop the program at start with the key named.
+#[test]
+fn the_exporter_runs_on_the_cpus_export_cpus_names() {
+    let (cpus, stderr) = exporter_placement("cpus = \"1\"\n");
+    assert_eq!(cpus, [1], "{stderr}");
+    assert!(
+        stderr.contains("export.cpus names CPUs of worker lcores"),
+        "{stderr}"
+    );
+
+    let dir = generated(7, 100);
     let d = dir.path();
-    let pcap = d.join("capture.pcap");
     std::fs::write(
         d.join("vswitch.toml"),
-        format!(
-            r#"[eal]
+        placement_config(d, "cpus = \"1023\"\n"),
+    )
+    .unwrap();
+    let output = Command::new(bin("flowlog-vswitch"))
+        .current_dir(d)
+        .args(["--config", "vswitch.toml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("export.cpus: the exporter cannot run on CPUs [1023]"),
+        "{stderr}"
+    );
+}
+
+/// Runs `flowlog-vswitch` with its worker lcore on CPU 1 (`-l 0-1`) and `export` (more keys of `[export]`) over a
+/// generated capture; returns the CPUs the exporter thread reported and the program's log.
+fn exporter_placement(export: &str) -> (Vec<usize>, String) {
+    let dir = generated(7, 2_000);
+    let d = dir.path();
+    std::fs::write(d.join("vswitch.toml"), placement_config(d, export)).unwrap();
+    let stderr = run_vswitch(d, &d.join("vswitch.toml"));
+    let placed = stderr
+        .lines()
+        .find_map(|line| line.split("exporter thread placed cpus=[").nth(1))
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("no placement line: {stderr}"));
+    let cpus = placed.split(", ").map(|cpu| cpu.parse().unwrap()).collect();
+    assert!(
+        std::fs::read_to_string(d.join("records.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+            > 0
+    );
+    (cpus, stderr)
+}
+
+/// The configuration of [`exporter_placement`], reading `capture.pcap` in `dir`.
+fn placement_config(dir: &std::path::Path, export: &str) -> String {
+    format!(
+        r#"[eal]
 args = ["-l", "0-1", "--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--no-telemetry", "--log-level=lib.eal:warning", "--vdev=net_pcap0,rx_pcap={pcap}"]
 [[ports]]
 name = "net_pcap0"
@@ -104,31 +162,11 @@ clock = "rx-timestamp"
 enis-file = "enis.toml"
 [export]
 jsonl = "records.jsonl"
-[run]
+{export}[run]
 stop-when-idle-ms = 500
 "#,
-            pcap = pcap.display(),
-        ),
+        pcap = dir.join("capture.pcap").display(),
     )
-    .unwrap();
-    let stderr = run_vswitch(d, &d.join("vswitch.toml"));
-    let placed = stderr
-        .lines()
-        .find_map(|line| line.split("exporter thread placed cpus=[").nth(1))
-        .and_then(|rest| rest.split(']').next())
-        .unwrap_or_else(|| panic!("no placement line: {stderr}"));
-    let cpus: Vec<usize> = placed.split(", ").map(|cpu| cpu.parse().unwrap()).collect();
-    assert!(
-        !cpus.is_empty() && !cpus.contains(&1),
-        "exporter on {cpus:?}: {stderr}"
-    );
-    assert!(
-        std::fs::read_to_string(d.join("records.jsonl"))
-            .unwrap()
-            .lines()
-            .count()
-            > 0
-    );
 }
 
 /// Writes a classic pcap (microseconds, Ethernet).

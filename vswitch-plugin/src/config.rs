@@ -184,6 +184,10 @@ pub struct RawExport {
     pub spool_dir: Option<PathBuf>,
     /// Bytes of batches the disk spool holds before overflow becomes SKIPDATA. Default 1073741824 (1 GiB).
     pub spool_disk_bytes: Option<u64>,
+    /// CPUs the exporter thread (and the threads it starts) runs on, in Linux CPU-list form (`"0"`, `"2-3,8"`).
+    /// Default: for `flowlog-vswitch`, the CPUs the process had minus the worker lcores'; for a library instance,
+    /// every CPU the host process had (the plugin cannot know the host's poll-mode cores: name them out here).
+    pub cpus: Option<String>,
 }
 
 /// `[run]`.
@@ -237,6 +241,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Where unacknowledged batches wait.
     pub spool: SpoolConfig,
+    /// CPUs of the exporter thread, if configured (`export.cpus`), in increasing order, each below
+    /// [`MAX_CPUS`].
+    pub exporter_cpus: Option<Vec<usize>>,
     /// Idle stop (standalone program).
     pub stop_when_idle: Option<Duration>,
     /// Live counters file (standalone program).
@@ -486,6 +493,13 @@ impl Config {
             return Err(invalid("export.max-unacked-batches", "must be 1 to 65536"));
         }
 
+        let exporter_cpus = match &ex.cpus {
+            Some(list) => {
+                Some(parse_cpu_list(list).map_err(|reason| invalid("export.cpus", reason))?)
+            }
+            None => None,
+        };
+
         let host = match raw.host {
             Some(h) if !h.is_empty() => h,
             Some(_) => return Err(invalid("host", "must not be empty")),
@@ -526,8 +540,47 @@ impl Config {
                 max_ledger_entries: 1_000_000,
             },
             stop_when_idle,
+            exporter_cpus,
         })
     }
+}
+
+/// Most CPUs a CPU list may name: ids 0 to `MAX_CPUS - 1` (glibc's `CPU_SETSIZE`, what a thread's affinity mask
+/// holds).
+pub const MAX_CPUS: usize = 1024;
+
+/// Parses a Linux CPU list (`"0-3,8,10-11"`: CPU ids and inclusive ranges, separated by commas; spaces around
+/// items allowed), as `isolcpus`, `taskset -c` and `/sys/devices/system/cpu/online` write them. Returns the CPUs
+/// in increasing order, each once.
+///
+/// # Errors
+/// A description of the first problem: an empty list or item, a non-number, a range whose end is below its
+/// start, or a CPU id of [`MAX_CPUS`] or more.
+pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
+    let mut cpus = std::collections::BTreeSet::new();
+    for item in list.split(',') {
+        let item = item.trim();
+        let cpu = |text: &str| -> Result<usize, String> {
+            let cpu: usize = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("`{text}` in `{list}` is not a CPU id"))?;
+            if cpu >= MAX_CPUS {
+                return Err(format!("CPU {cpu} is not below {MAX_CPUS}"));
+            }
+            Ok(cpu)
+        };
+        let (first, last) = match item.split_once('-') {
+            _ if item.is_empty() => return Err(format!("`{list}` has an empty item")),
+            Some((first, last)) => (cpu(first)?, cpu(last)?),
+            None => (cpu(item)?, cpu(item)?),
+        };
+        if last < first {
+            return Err(format!("range `{item}` ends below its start"));
+        }
+        cpus.extend(first..=last);
+    }
+    Ok(cpus.into_iter().collect())
 }
 
 /// The ENI file as written: `[[eni]]` tables.
@@ -646,6 +699,7 @@ mod tests {
                 }
                 "library-instance.toml" => {
                     assert_eq!(config.workers, 2);
+                    assert_eq!(config.exporter_cpus, Some(vec![0]));
                     assert!(matches!(
                         config.capture,
                         Capture::Manual {
@@ -667,6 +721,11 @@ mod tests {
                 "dataplane.interval-secs",
             ),
             ("[dataplane]\nclock = \"sundial\"\n", "dataplane.clock"),
+            ("[export]\ncpus = \"\"\n", "export.cpus"),
+            ("[export]\ncpus = \"3-1\"\n", "export.cpus"),
+            ("[export]\ncpus = \"0,,1\"\n", "export.cpus"),
+            ("[export]\ncpus = \"1024\"\n", "export.cpus"),
+            ("[export]\ncpus = \"one\"\n", "export.cpus"),
             (
                 "[dataplane]\nflow-capacity = 3\n",
                 "dataplane.flow-capacity",
@@ -705,6 +764,25 @@ mod tests {
             Config::parse("[dataplane]\nintervalsecs = 1\n", "t", base),
             Err(ConfigError::Syntax { .. })
         ));
+    }
+
+    #[test]
+    fn cpu_lists_parse_like_the_kernel_writes_them() {
+        assert_eq!(parse_cpu_list("0"), Ok(vec![0]));
+        assert_eq!(parse_cpu_list("2-3,8"), Ok(vec![2, 3, 8]));
+        assert_eq!(parse_cpu_list(" 5 , 1-2 ,2"), Ok(vec![1, 2, 5]));
+        assert_eq!(parse_cpu_list("1023"), Ok(vec![1023]));
+        assert_eq!(parse_cpu_list("4-4"), Ok(vec![4]));
+        for bad in [
+            "", " ", "1,", "-1", "1-", "3-1", "a", "1-b", "0x1", "1024", "0-1024",
+        ] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad:?}");
+        }
+        // The machine's own list parses (the form is the kernel's).
+        if let Ok(online) = std::fs::read_to_string("/sys/devices/system/cpu/online") {
+            let cpus = parse_cpu_list(online.trim()).unwrap();
+            assert!(cpus.contains(&0), "{online}");
+        }
     }
 
     #[test]

@@ -23,7 +23,9 @@
 //! # Threads
 //! Instance calls ([`flowlog_eni_add`], [`flowlog_eni_remove`], [`flowlog_instance_worker`]) may come from any
 //! thread, concurrently (the instance locks). A worker handle belongs to one host thread at a time. The exporter
-//! thread the instance starts undoes the CPU pinning it inherits from the host's lcore thread.
+//! thread the instance starts runs on the CPUs `export.cpus` names (checked when the instance is created; name
+//! the host's housekeeping CPUs there, so that it never preempts a poll-mode core), else it undoes the CPU
+//! pinning it inherits from the host's lcore thread and may run on any CPU the host process has.
 //!
 //! # Time
 //! `dataplane.clock = "tsc"`: one wall-clock reading per burst, derived from the TSC (calibrated once when the
@@ -65,7 +67,8 @@ use parking_lot::Mutex;
 
 use crate::config::{Capture, Clock, Config, ConfigError, RawConfig, Sink};
 use crate::dpdk::{
-    DpdkError, MbufRef, RxTimestamp, TimestampUnit, TscClock, rte_mbuf, unpin_current_thread,
+    DpdkError, MbufRef, RxTimestamp, TimestampUnit, TscClock, check_cpus_usable,
+    current_thread_cpus, pin_current_thread, rte_mbuf, unpin_current_thread,
 };
 use crate::export::{CaptureChange, Exporter};
 use crate::instance;
@@ -216,6 +219,9 @@ pub enum FfiError {
          configured before the instance is created: {0}"
     )]
     NoRxTimestamp(DpdkError),
+    /// `export.cpus` names CPUs a thread of this process cannot run on.
+    #[error("configuration: export.cpus: the exporter cannot run on CPUs {0:?}: {1}")]
+    ExporterCpus(Vec<usize>, DpdkError),
     /// The JSON-lines output file cannot be opened.
     #[error("configuration: export.jsonl: cannot open {path}: {source}")]
     Output {
@@ -278,6 +284,7 @@ impl FfiError {
             FfiError::Config(_)
             | FfiError::Unsupported(_)
             | FfiError::NoRxTimestamp(_)
+            | FfiError::ExporterCpus(..)
             | FfiError::Output { .. } => FlowlogStatus::BadConfig,
             FfiError::Misaligned(_)
             | FfiError::NotUtf8(_)
@@ -584,6 +591,9 @@ impl FlowlogInstance {
             ));
         }
         let config = Config::from_raw(raw, Path::new("."))?;
+        if let Some(cpus) = &config.exporter_cpus {
+            check_cpus_usable(cpus).map_err(|error| FfiError::ExporterCpus(cpus.clone(), error))?;
+        }
         let tsc = TscClock::calibrate().ok_or(FfiError::NoEal)?;
         let clock = match config.clock {
             Clock::Tsc => PacketClock::Tsc(tsc),
@@ -872,9 +882,19 @@ impl InstanceState {
             }
             control @ Capture::Control { .. } => control,
         };
-        let thread_init: Arc<dyn Fn() + Send + Sync> = Arc::new(|| {
-            if let Err(error) = unpin_current_thread() {
-                tracing::warn!(%error, "exporter thread: cannot undo the CPU pinning of the host's lcore");
+        let cpus = config.exporter_cpus.clone();
+        let thread_init: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            // On the configured CPUs (checked at creation), else off the host lcore's pinning it inherits.
+            let placed = match &cpus {
+                Some(cpus) => pin_current_thread(cpus),
+                None => unpin_current_thread(),
+            };
+            if let Err(error) = placed {
+                tracing::warn!(%error, "exporter thread: cannot leave the CPUs of the host's lcore");
+            }
+            match current_thread_cpus() {
+                Ok(cpus) => tracing::info!(?cpus, "exporter thread placed"),
+                Err(error) => tracing::warn!(%error, "cannot read the exporter thread's CPUs"),
             }
         });
         let pipeline = instance::start(&config, config.workers, Some(thread_init))

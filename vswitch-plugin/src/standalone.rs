@@ -5,7 +5,8 @@
 //! # Threads
 //! - Worker lcores: each runs [`poll_loop`] over its RX queues (queues are dealt round-robin to workers).
 //! - The exporter thread: created after EAL init, so it first takes itself off the main lcore's CPU, onto the
-//!   CPUs the process had minus the worker lcores' ([`exporter_cpus`]; all of them when that leaves none).
+//!   CPUs the process had minus the worker lcores' ([`exporter_cpus`]; all of them when that leaves none), or on
+//!   those `export.cpus` names.
 //! - The main thread (main lcore): waits for a signal or for the idle condition, then stops the workers, waits
 //!   for the exporter to deliver everything, and prints the counters.
 //!
@@ -107,7 +108,11 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
     let workers = worker_lcores
         .len()
         .min(config.ports.iter().map(|p| usize::from(p.rx_queues)).sum());
-    let exporter_cpus = exporter_cpus(&eal, worker_lcores.get(..workers).unwrap_or_default());
+    let exporter_cpus = exporter_cpus(
+        &eal,
+        worker_lcores.get(..workers).unwrap_or_default(),
+        config.exporter_cpus.as_deref(),
+    )?;
     let place: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
         let placed = match &exporter_cpus {
             Some(cpus) => dpdk::pin_current_thread(cpus),
@@ -314,20 +319,44 @@ struct LoopContext {
     timestamps: Option<RxTimestamp>,
 }
 
-/// The CPUs for the exporter (and the threads it starts): those the process had before EAL, minus the CPUs of
-/// the worker lcores, so that rendering and sending a window never preempts a worker on a host whose worker
-/// cores are not isolated. `None` (every CPU the process had) when that leaves none, e.g. floating lcores
-/// `--lcores=0@(0-1),1@(0-1)` on a two-CPU machine, or when a worker lcore's CPUs cannot be read.
-fn exporter_cpus(eal: &Eal, workers: &[u32]) -> Option<Vec<usize>> {
+/// The CPUs for the exporter (and the threads it starts). `configured` (`export.cpus`) when given: checked
+/// usable, with a warning when a worker lcore runs on one of them. Otherwise those the process had before EAL,
+/// minus the CPUs of the worker lcores, so that rendering and sending a window never preempts a worker on a host
+/// whose worker cores are not isolated; `None` (every CPU the process had) when that leaves none, e.g. floating
+/// lcores `--lcores=0@(0-1),1@(0-1)` on a two-CPU machine, or when a worker lcore's CPUs cannot be read.
+fn exporter_cpus(
+    eal: &Eal,
+    workers: &[u32],
+    configured: Option<&[usize]>,
+) -> anyhow::Result<Option<Vec<usize>>> {
     let mut taken = std::collections::BTreeSet::new();
+    let mut unknown = false;
     for &lcore in workers {
         match eal.lcore_cpus(lcore) {
             Ok(cpus) => taken.extend(cpus),
             Err(error) => {
                 tracing::warn!(lcore, %error, "cannot read a worker lcore's CPUs; the exporter may run on them");
-                return None;
+                unknown = true;
             }
         }
+    }
+    if let Some(cpus) = configured {
+        dpdk::check_cpus_usable(cpus)
+            .with_context(|| format!("export.cpus: the exporter cannot run on CPUs {cpus:?}"))?;
+        let shared: Vec<&usize> = cpus.iter().filter(|cpu| taken.contains(cpu)).collect();
+        if shared.is_empty() {
+            tracing::info!(?cpus, worker_cpus = ?taken, "exporter placed on the configured CPUs");
+        } else {
+            tracing::warn!(
+                ?cpus,
+                ?shared,
+                "export.cpus names CPUs of worker lcores: the exporter may preempt a worker there"
+            );
+        }
+        return Ok(Some(cpus.to_vec()));
+    }
+    if unknown {
+        return Ok(None);
     }
     let free: Vec<usize> = dpdk::cpus_before_eal()
         .into_iter()
@@ -338,10 +367,10 @@ fn exporter_cpus(eal: &Eal, workers: &[u32]) -> Option<Vec<usize>> {
             worker_cpus = ?taken,
             "every CPU runs a worker lcore: the exporter shares them and may preempt a worker"
         );
-        return None;
+        return Ok(None);
     }
     tracing::info!(cpus = ?free, worker_cpus = ?taken, "exporter placed off the worker lcores' CPUs");
-    Some(free)
+    Ok(Some(free))
 }
 
 /// A worker lcore's loop: per RX burst, one command-ring and one table-return-ring read, two TSC reads (time and

@@ -25,7 +25,7 @@ use anyhow::{Context, bail, ensure};
 use flowlog_dataplane::export::{records, write_jsonl};
 use flowlog_dataplane::flow::{Action, Eni, EniTable, MacAddr, Meter, MeterConfig, SealedWindow};
 use flowlog_vswitch::config::load_enis;
-use flowlog_vswitch::dpdk::{Eal, Mbuf, Mempool, Socket, rte_mbuf};
+use flowlog_vswitch::dpdk::{Eal, Mbuf, Mempool, Socket, current_thread_cpus, rte_mbuf};
 use flowlog_vswitch::ffi::*;
 use flowlog_vswitch::pcap::PcapReader;
 
@@ -166,6 +166,8 @@ fn bad_arguments_return_error_statuses() -> anyhow::Result<()> {
                 "cannot open",
             ),
             ("[capture]\nproject = \"p\"\n", "go together"),
+            ("[export]\ncpus = \"0-\"\n", "export.cpus"),
+            ("[export]\ncpus = \"1023\"\n", "cannot run on CPUs [1023]"),
         ] {
             let text = CString::new(text)?;
             let status = flowlog_instance_create(text.as_ptr(), &mut instance);
@@ -427,7 +429,12 @@ fn bad_arguments_return_error_statuses() -> anyhow::Result<()> {
 fn tsc_clock_meters_live_bursts_and_follows_eni_changes() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let output = dir.path().join("records.jsonl");
-    let config = tsc_config(&output, 1);
+    // The exporter on the CPU `export.cpus` names: the last one this process may use.
+    let exporter_cpu = *current_thread_cpus()?.last().context("no CPU")?;
+    let config = CString::new(format!(
+        "{}cpus = \"{exporter_cpu}\"\n",
+        tsc_config(&output, 1).to_str()?
+    ))?;
     let eal = Eal::init(&dpdk_common::eal_args("--lcores=0@(0-1)", &[]))?;
     let pool = Mempool::new(
         &eal,
@@ -477,6 +484,15 @@ fn tsc_clock_meters_live_bursts_and_follows_eni_changes() -> anyhow::Result<()> 
             FlowlogStatus::Ok,
             "worker",
         )?;
+        let want = exporter_cpu.to_string();
+        let placed = wait_for(Duration::from_secs(10), || {
+            thread_cpus("flowlog-exporte").filter(|cpus| *cpus == want)
+        });
+        ensure!(
+            placed.is_some(),
+            "the exporter thread is not on CPU {exporter_cpu}: {:?}",
+            thread_cpus("flowlog-exporte")
+        );
         ensure_status(
             flowlog_worker_process(worker, ptrs.as_ptr(), ports.as_ptr(), verdicts.as_ptr(), 4),
             FlowlogStatus::Ok,
@@ -763,6 +779,37 @@ fn run_with_timeout(
 }
 
 /// A configuration with the TSC clock, JSON lines to `output`, `workers` workers.
+/// The CPU list (`Cpus_allowed_list`) of this process's thread named `name` (as `/proc` shows it: at most 15
+/// bytes), if there is one.
+fn thread_cpus(name: &str) -> Option<String> {
+    std::fs::read_dir("/proc/self/task").ok()?.find_map(|task| {
+        let task = task.ok()?.path();
+        let comm = std::fs::read_to_string(task.join("comm")).ok()?;
+        if comm.trim_end() != name {
+            return None;
+        }
+        std::fs::read_to_string(task.join("status"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|cpus| cpus.trim().to_string())
+    })
+}
+
+/// Polls `probe` every 10 ms until it returns `Some`, for at most `timeout`.
+fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn tsc_config(output: &Path, workers: usize) -> CString {
     let text = format!(
         "[dataplane]\ninterval-secs = 60\nworkers = {workers}\nclock = \"tsc\"\n\n[export]\njsonl = {:?}\n",

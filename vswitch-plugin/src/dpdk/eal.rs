@@ -421,6 +421,40 @@ fn set_affinity(mask: &libc::cpu_set_t) -> Result<(), DpdkError> {
     Ok(())
 }
 
+/// Checks that a thread can run on every CPU of `cpus`: a short-lived thread pins itself to them and reads its
+/// affinity back. For a configured placement (`export.cpus`) that should fail at start, not later on a thread
+/// that can only log it.
+///
+/// # Errors
+/// [`DpdkError::Affinity`] when the probe thread cannot start, pinning fails (no CPU of `cpus` is usable), or
+/// some CPUs of `cpus` are left out (offline, or outside the process's cpuset).
+pub fn check_cpus_usable(cpus: &[usize]) -> Result<(), DpdkError> {
+    let probe = || -> Result<(), DpdkError> {
+        pin_current_thread(cpus)?;
+        let got = current_thread_cpus()?;
+        let missing: Vec<usize> = cpus.iter().filter(|c| !got.contains(c)).copied().collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(DpdkError::Affinity(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("CPUs {missing:?} are offline or outside this process's cpuset"),
+            )))
+        }
+    };
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("flowlog-cpu-probe".into())
+            .spawn_scoped(scope, probe)
+            .map_err(DpdkError::Affinity)?;
+        thread.join().unwrap_or_else(|_| {
+            Err(DpdkError::Affinity(std::io::Error::other(
+                "the CPU probe thread panicked",
+            )))
+        })
+    })
+}
+
 /// The CPUs the calling thread may run on.
 ///
 /// # Errors

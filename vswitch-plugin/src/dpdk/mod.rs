@@ -54,8 +54,8 @@ mod port;
 pub use clock::{TscClock, tsc, tsc_hz};
 pub use dpdk_sys::rte_mbuf;
 pub use eal::{
-    Eal, MAX_LCORES, cpus_before_eal, current_lcore, current_thread_cpus, pin_current_thread,
-    unpin_current_thread,
+    Eal, MAX_LCORES, check_cpus_usable, cpus_before_eal, current_lcore, current_thread_cpus,
+    pin_current_thread, unpin_current_thread,
 };
 pub use error::DpdkError;
 pub use mbuf::{BURST_SIZE, Burst, MbufRef, RxTimestamp, TimestampUnit};
