@@ -756,9 +756,11 @@ impl FlowlogWorker {
         }
         self.worker.poll_commands();
         let began = crate::dpdk::tsc();
+        // The burst's time on the TSC clock; with RX timestamps, the fallback for an unstamped packet before any
+        // stamped one. From the one TSC reading of the burst either way.
         let burst_secs = match self.clock {
             PacketClock::Tsc(tsc) => tsc.ns_at(began) / 1_000_000_000,
-            PacketClock::RxTimestamp { .. } => 0,
+            PacketClock::RxTimestamp { fallback, .. } => fallback.ns_at(began) / 1_000_000_000,
         };
         let mut runs = self.worker.runs();
         for ((&ptr, &port), &verdict) in mbufs.iter().zip(ports).zip(verdicts) {
@@ -769,7 +771,7 @@ impl FlowlogWorker {
             };
             let now = match self.clock {
                 PacketClock::Tsc(_) => burst_secs,
-                PacketClock::RxTimestamp { field, fallback } => {
+                PacketClock::RxTimestamp { field, .. } => {
                     match mbuf.rx_timestamp_ns(&field) {
                         Some(ns) => {
                             self.last_secs = ns / 1_000_000_000;
@@ -778,7 +780,7 @@ impl FlowlogWorker {
                         None => {
                             self.stats.no_rx_timestamp += 1;
                             if self.last_secs == 0 {
-                                fallback.now_secs()
+                                burst_secs
                             } else {
                                 self.last_secs
                             }

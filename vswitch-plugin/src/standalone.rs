@@ -46,8 +46,9 @@ pub struct RunReport {
 #[derive(Default)]
 #[repr(align(64))]
 struct Activity {
-    /// Monotonic milliseconds (since program start) of the last non-empty burst; 0 = none yet.
-    last_rx_ms: AtomicU64,
+    /// TSC reading of the worker's last poll that received frames; 0 = none yet. Published with the counters,
+    /// about once a millisecond (not per burst).
+    last_rx_tsc: AtomicU64,
     /// The worker's counters, published about once a millisecond.
     board: CounterBoard,
 }
@@ -163,7 +164,6 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
         per_worker[index % workers].push(queue);
     }
 
-    let began = Instant::now();
     let tsc_clock = TscClock::calibrate().context("EAL gave no TSC frequency")?;
     let activity: Arc<Vec<Activity>> =
         Arc::new((0..workers).map(|_| Activity::default()).collect());
@@ -179,7 +179,6 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
             stop: stop.clone(),
             activity: activity.clone(),
             index,
-            began,
             clock: tsc_clock,
             timestamps,
         };
@@ -193,7 +192,7 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
     }
     tracing::info!(workers, "capturing");
 
-    supervise(&config, &stop, &activity, &ports, began);
+    supervise(&config, &stop, &activity, &ports);
     stop.store(true, Ordering::Release);
     for (lcore, result) in eal.wait_all() {
         if let Err(error) = result {
@@ -233,7 +232,6 @@ fn supervise(
     stop: &AtomicBool,
     activity: &[Activity],
     ports: &[Port],
-    began: Instant,
 ) {
     let mut next_stats = Instant::now() + config.stats_interval;
     let mut last_frames = 0u64;
@@ -244,14 +242,14 @@ fn supervise(
             last_frames = report_stats(config, activity, ports, last_frames);
         }
         if let Some(idle) = config.stop_when_idle {
-            let now_ms = began.elapsed().as_millis() as u64;
-            let last: Vec<u64> = activity
+            // The TSC is the same on every core (DPDK's assumption too).
+            let newest = activity
                 .iter()
-                .map(|a| a.last_rx_ms.load(Ordering::Relaxed))
-                .collect();
-            let any_traffic = last.iter().any(|&ms| ms > 0);
-            let newest = last.iter().copied().max().unwrap_or(0);
-            if any_traffic && now_ms.saturating_sub(newest) >= idle.as_millis() as u64 {
+                .map(|a| a.last_rx_tsc.load(Ordering::Relaxed))
+                .max()
+                .unwrap_or(0);
+            let idle_ticks = dpdk::tsc_hz().saturating_mul(idle.as_millis() as u64) / 1000;
+            if newest > 0 && dpdk::tsc().saturating_sub(newest) >= idle_ticks {
                 tracing::info!(?idle, "every queue idle: stopping");
                 return;
             }
@@ -314,7 +312,6 @@ struct LoopContext {
     stop: Arc<AtomicBool>,
     activity: Arc<Vec<Activity>>,
     index: usize,
-    began: Instant,
     clock: TscClock,
     timestamps: Option<RxTimestamp>,
 }
@@ -373,8 +370,11 @@ fn exporter_cpus(
     Ok(Some(free))
 }
 
-/// A worker lcore's loop: per RX burst, one command-ring and one table-return-ring read, two TSC reads (time and
-/// cycles), and the meter's burst path; about once a millisecond, a publication of the counters.
+/// A worker lcore's loop. Per poll: one TSC read (the time of its bursts, the end of the previous poll's cost,
+/// and the publication deadline), one command-ring and one table-return-ring read, then per RX queue a burst
+/// through the meter. About once a millisecond it publishes the counters and the time of its last traffic. The
+/// cycles it records for a poll's frames run from that poll's TSC read to the next one's: receiving, metering
+/// and freeing them.
 fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> MeterCounters {
     let mut rx = Burst::new();
     if ctx.timestamps.is_none() {
@@ -382,9 +382,19 @@ fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> 
     }
     let activity = &ctx.activity[ctx.index];
     let publish_every = (dpdk::tsc_hz() / 1000).max(1);
-    let mut next_publish = dpdk::tsc() + publish_every;
+    let mut poll_tsc = dpdk::tsc();
+    let mut next_publish = poll_tsc + publish_every;
+    // Frames of the previous poll, and the TSC of the last poll that received any.
+    let mut previous = 0u64;
+    let mut last_rx_tsc = 0u64;
     let mut looped = LoopCounters::default();
     while !ctx.stop.load(Ordering::Relaxed) {
+        let now_tsc = dpdk::tsc();
+        if previous > 0 {
+            worker.record_cycles(now_tsc.wrapping_sub(poll_tsc), previous);
+        }
+        poll_tsc = now_tsc;
+        let now = ctx.clock.ns_at(now_tsc) / 1_000_000_000;
         worker.poll_commands();
         let mut received = 0;
         for queue in &mut queues {
@@ -393,8 +403,6 @@ fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> 
                 continue;
             }
             received += n;
-            let began = dpdk::tsc();
-            let now = ctx.clock.ns_at(began) / 1_000_000_000;
             {
                 // One meter call per run of frames with the same second (all of them on the TSC clock).
                 let mut runs = worker.runs();
@@ -411,29 +419,27 @@ fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> 
             }
             rx.free_all();
             looped.bursts += 1;
-            worker.record_cycles(dpdk::tsc().wrapping_sub(began), n as u64);
         }
+        previous = received as u64;
         if received > 0 {
-            activity.last_rx_ms.store(
-                ctx.began.elapsed().as_millis().max(1) as u64,
-                Ordering::Relaxed,
-            );
+            last_rx_tsc = now_tsc;
         } else {
             looped.idle_polls += 1;
             // Idle: let the clock seal ended windows (live clock only; a packet clock advances with packets).
             if ctx.timestamps.is_none() && looped.idle_polls.is_multiple_of(64) {
-                worker.advance(ctx.clock.now_secs());
+                worker.advance(now);
             }
             std::hint::spin_loop();
         }
-        let now_tsc = dpdk::tsc();
         if now_tsc >= next_publish {
             activity.board.publish(worker.counters(), &looped);
+            activity.last_rx_tsc.store(last_rx_tsc, Ordering::Relaxed);
             next_publish = now_tsc + publish_every;
         }
     }
     drop(rx);
     let counters = worker.finish();
     activity.board.publish(&counters, &looped);
+    activity.last_rx_tsc.store(last_rx_tsc, Ordering::Relaxed);
     counters
 }
