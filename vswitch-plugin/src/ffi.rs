@@ -771,22 +771,20 @@ impl FlowlogWorker {
             };
             let now = match self.clock {
                 PacketClock::Tsc(_) => burst_secs,
-                PacketClock::RxTimestamp { field, .. } => {
-                    match mbuf.rx_timestamp_ns(&field) {
-                        Some(ns) => {
-                            self.last_secs = ns / 1_000_000_000;
+                PacketClock::RxTimestamp { field, .. } => match mbuf.rx_timestamp_ns(&field) {
+                    Some(ns) => {
+                        self.last_secs = ns / 1_000_000_000;
+                        self.last_secs
+                    }
+                    None => {
+                        self.stats.no_rx_timestamp += 1;
+                        if self.last_secs == 0 {
+                            burst_secs
+                        } else {
                             self.last_secs
                         }
-                        None => {
-                            self.stats.no_rx_timestamp += 1;
-                            if self.last_secs == 0 {
-                                burst_secs
-                            } else {
-                                self.last_secs
-                            }
-                        }
                     }
-                }
+                },
             };
             let action = if verdict == FLOWLOG_REJECT {
                 Action::Reject

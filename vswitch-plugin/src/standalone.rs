@@ -184,7 +184,7 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
         };
         let results = results.clone();
         eal.launch(lcore, move || {
-            let counters = poll_loop(worker, rx, ctx);
+            let (counters, _) = poll_loop(worker, rx, ctx);
             results.lock().push(counters);
             0
         })
@@ -227,12 +227,7 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
 
 /// Waits on the main thread until a signal arrives or, with `stop-when-idle`, every worker has seen traffic and
 /// then none for that long. Meanwhile it logs the live counters and writes them to the stats file.
-fn supervise(
-    config: &Config,
-    stop: &AtomicBool,
-    activity: &[Activity],
-    ports: &[Port],
-) {
+fn supervise(config: &Config, stop: &AtomicBool, activity: &[Activity], ports: &[Port]) {
     let mut next_stats = Instant::now() + config.stats_interval;
     let mut last_frames = 0u64;
     while !stop.load(Ordering::Acquire) {
@@ -375,7 +370,11 @@ fn exporter_cpus(
 /// through the meter. About once a millisecond it publishes the counters and the time of its last traffic. The
 /// cycles it records for a poll's frames run from that poll's TSC read to the next one's: receiving, metering
 /// and freeing them.
-fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> MeterCounters {
+fn poll_loop(
+    mut worker: Worker,
+    mut queues: Vec<RxQueue>,
+    ctx: LoopContext,
+) -> (MeterCounters, LoopCounters) {
     let mut rx = Burst::new();
     if ctx.timestamps.is_none() {
         worker.start(ctx.clock.now_secs());
@@ -441,5 +440,42 @@ fn poll_loop(mut worker: Worker, mut queues: Vec<RxQueue>, ctx: LoopContext) -> 
     let counters = worker.finish();
     activity.board.publish(&counters, &looped);
     activity.last_rx_tsc.store(last_rx_tsc, Ordering::Relaxed);
-    counters
+    (counters, looped)
+}
+
+/// One worker's poll loop, the body of each worker lcore of [`run`], for a host that runs it on a thread of its
+/// own, and for the tests that watch what the loop does per poll: build it (which allocates its context), then
+/// [`PollLoop::run`] it on the thread that polls.
+pub struct PollLoop {
+    worker: Worker,
+    queues: Vec<RxQueue>,
+    ctx: LoopContext,
+}
+
+impl PollLoop {
+    /// A loop of `worker` over `queues` on the live TSC clock, until `stop` is set.
+    pub fn new(
+        worker: Worker,
+        queues: Vec<RxQueue>,
+        stop: Arc<AtomicBool>,
+        clock: TscClock,
+    ) -> PollLoop {
+        PollLoop {
+            worker,
+            queues,
+            ctx: LoopContext {
+                stop,
+                activity: Arc::new(vec![Activity::default()]),
+                index: 0,
+                clock,
+                timestamps: None,
+            },
+        }
+    }
+
+    /// Polls until `stop` is set, then finishes the worker (its sealed windows handed to the exporter). Returns
+    /// the meter's and the loop's final counters.
+    pub fn run(self) -> (MeterCounters, LoopCounters) {
+        poll_loop(self.worker, self.queues, self.ctx)
+    }
 }
