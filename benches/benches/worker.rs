@@ -8,8 +8,11 @@
 //! `WORKER_SECONDS`, default 2). Real EAL (`--no-huge`) and a `net_ring` vdev, whose TX loops back to its RX: the
 //! worker lcore receives a burst, rewrites each frame's flow id (so that a few hundred mbufs carry any number of
 //! flows), meters it (or, for the floor, does not), and transmits it back. Both loops do the same receive, rewrite
-//! and transmit, so the difference is the worker's own cost. Figures are per core from the worker thread's on-CPU
-//! time, since other processes share this machine's two CPUs; wall-clock figures are printed beside them.
+//! and transmit, so the difference is the worker's own cost. Then the floor literally, at the first flow
+//! count: a `net_null` vdev, whose receive allocates fresh mbufs and whose transmit frees them, each frame written
+//! whole (a 64-byte copy of a prebuilt template and the flow id), without and with the worker. Figures are per
+//! core from the worker thread's on-CPU time, since other processes share this machine's two CPUs; wall-clock
+//! figures are printed beside them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         "--no-telemetry",
         "--log-level=lib.eal:warning",
         "--vdev=net_ring0",
+        "--vdev=net_null0",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -68,6 +72,16 @@ fn main() -> anyhow::Result<()> {
         &pool,
     )?;
     port.start()?;
+    let mut null_port = Port::by_name(&eal, "net_null0")?;
+    null_port.configure(
+        &PortConfig {
+            rx_descriptors: 1024,
+            tx_descriptors: 1024,
+            ..PortConfig::default()
+        },
+        &pool,
+    )?;
+    null_port.start()?;
     print_machine();
     let ghz = cpu().1.unwrap_or(2.6);
     println!(
@@ -76,8 +90,8 @@ fn main() -> anyhow::Result<()> {
 
     let mut peak_10k = 0.0;
     for &n in &flows {
-        let floor = run_loop(&eal, &port, &pool, n, seconds, None)?;
-        let worker = run_loop(&eal, &port, &pool, n, seconds, Some(60))?;
+        let floor = run_loop(&eal, &port, &pool, Source::Ring, n, seconds, None)?;
+        let worker = run_loop(&eal, &port, &pool, Source::Ring, n, seconds, Some(60))?;
         println!("{n:>9} flows:");
         floor.print("receive + rewrite + transmit (floor)", ghz);
         worker.print("... + the worker (burst meter, 60 s windows)", ghz);
@@ -91,6 +105,38 @@ fn main() -> anyhow::Result<()> {
             peak_10k = worker.packets as f64 / worker.wall.as_secs_f64() / 1e6;
         }
     }
+
+    // The floor literally: a loop that receives fresh mbufs and frees them (net_null), each frame
+    // written whole; the same loop with the worker, at the first flow count.
+    let null_flows = flows.first().copied().unwrap_or(10_000);
+    let floor = run_loop(
+        &eal,
+        &null_port,
+        &pool,
+        Source::Null,
+        null_flows,
+        seconds,
+        None,
+    )?;
+    let worker = run_loop(
+        &eal,
+        &null_port,
+        &pool,
+        Source::Null,
+        null_flows,
+        seconds,
+        Some(60),
+    )?;
+    println!(
+        "{null_flows:>9} flows, net_null0 (receive allocates, transmit frees, 64-byte frames written whole):"
+    );
+    floor.print("receive + write + free (floor)", ghz);
+    worker.print("... + the worker (burst meter, 60 s windows)", ghz);
+    println!(
+        "{:>11} worker / floor: {:.2}x the cycles per packet",
+        "",
+        worker.cycles_per_packet(ghz) / floor.cycles_per_packet(ghz)
+    );
 
     // Seals under load: windows of 1 s. The peak here is the worker's metered rate when a producer on the other
     // CPU offers as fast as it can: frames written by another core cost the worker more than the circulating
@@ -146,6 +192,7 @@ fn main() -> anyhow::Result<()> {
         1.0 / 0.8
     );
     drop(port);
+    drop(null_port);
     Ok(())
 }
 
@@ -242,17 +289,31 @@ fn fill(port: &Port, pool: &Mempool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Circulates the frames through lcore 1 for `seconds`: receive, rewrite the flow ids, optionally meter (with
-/// windows of `interval` seconds), transmit back. Returns what it measured.
+/// Where the loop's mbufs come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `net_ring0`: `IN_FLIGHT` frames circulate, transmitted back to the port's own receive ring; each frame
+    /// keeps its template and gets a new flow id.
+    Ring,
+    /// `net_null0`: every receive allocates fresh mbufs from the pool and every transmit frees them (the
+    /// issue's receive-and-free); each frame is written whole from the template.
+    Null,
+}
+
+/// Runs lcore 1 for `seconds` on `port`: receive, write the flow ids, optionally meter (with windows of
+/// `interval` seconds), transmit. Returns what it measured.
 fn run_loop(
     eal: &Eal,
     port: &Port,
     pool: &Mempool,
+    source: Source,
     flows: usize,
     seconds: f64,
     interval: Option<u32>,
 ) -> anyhow::Result<Run> {
-    fill(port, pool)?;
+    if source == Source::Ring {
+        fill(port, pool)?;
+    }
     let mut rx = port.rx_queue(0)?;
     let mut tx = port.tx_queue(0)?;
     let (worker, exporter) = match interval {
@@ -268,6 +329,9 @@ fn run_loop(
     eal.launch(1, move || {
         let mut worker = worker;
         let mut burst = Burst::new();
+        // A frame differs by flow only in its ENI (the flow modulo ENIS) and flow id: built ahead, so the floor
+        // writes a frame with a 64-byte copy.
+        let templates: Vec<[u8; 64]> = (0..ENIS).map(template).collect();
         let mut next_flow = 0u32;
         let mut packets = 0u64;
         let began = Instant::now();
@@ -285,6 +349,14 @@ fn run_loop(
             let n = rx.rx_burst(&mut burst);
             for i in 0..n {
                 if let Some(frame) = burst.data_mut(i) {
+                    if source == Source::Null
+                        && let (Some(whole), Some(t)) = (
+                            frame.get_mut(..64),
+                            templates.get(next_flow as usize % templates.len()),
+                        )
+                    {
+                        whole.copy_from_slice(t);
+                    }
                     set_flow(frame, next_flow);
                 }
                 next_flow = if next_flow as usize + 1 >= flows {
@@ -314,8 +386,8 @@ fn run_loop(
             on_cpu: thread_cpu().unwrap_or_default().saturating_sub(cpu0),
             tsc_cycles: tsc().wrapping_sub(tsc0),
         };
-        // Drain the port so the next run starts from a known set of mbufs.
-        let mut idle = 0;
+        // Drain the ring port so the next run starts from a known set of mbufs (net_null never runs dry).
+        let mut idle = if source == Source::Ring { 0 } else { 1000 };
         while idle < 1000 {
             if rx.rx_burst(&mut burst) == 0 {
                 idle += 1;
