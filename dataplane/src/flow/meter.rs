@@ -110,7 +110,10 @@ fn count_outcomes(counters: &mut MeterCounters, updates: &[FlowUpdate]) {
 struct Stager<'m> {
     macs: MacLookup<'m>,
     keyer: Keyer,
-    updates: &'m mut Vec<FlowUpdate>,
+    /// The burst's attributions, `staged` of them so far: a store and an increment each, with no capacity to
+    /// check (a frame makes at most two).
+    updates: &'m mut [FlowUpdate; 2 * MAX_BURST],
+    staged: usize,
     fragments: &'m mut FragmentTable,
     counters: &'m mut MeterCounters,
     tally: Tally,
@@ -274,15 +277,18 @@ impl Stager<'_> {
                 self.tally.attributed += 1;
                 self.tally.attributed_bytes += bytes;
                 let key = self.keyer.key(shared, slot, direction, action);
-                // At most 2 * MAX_BURST attributions are staged before they are applied: no reallocation.
-                self.updates.push(FlowUpdate::new(key, bytes, tcp_flags));
+                // At most 2 * MAX_BURST attributions are staged before they are applied.
+                if let Some(update) = self.updates.get_mut(self.staged) {
+                    *update = FlowUpdate::new(key, bytes, tcp_flags);
+                    self.staged += 1;
+                }
             }
         }
     }
 
-    /// Adds the burst's sums to the meter's counters.
+    /// Adds the burst's sums to the meter's counters; returns how many attributions it staged.
     #[inline]
-    fn finish(self) {
+    fn finish(self) -> usize {
         let (c, t) = (self.counters, self.tally);
         c.frames += t.frames;
         c.frame_bytes += t.frame_bytes;
@@ -290,6 +296,7 @@ impl Stager<'_> {
         c.attributed += t.attributed;
         c.attributed_bytes += t.attributed_bytes;
         c.unattributed += t.unattributed;
+        self.staged
     }
 }
 
@@ -390,7 +397,7 @@ pub struct Meter {
     pending: VecDeque<SealedWindow>,
     spare_batches: Vec<FlowBatch>,
     /// Scratch of the burst being accounted (capacity `2 * MAX_BURST`: two attributions per frame).
-    updates: Vec<FlowUpdate>,
+    updates: Box<[FlowUpdate; 2 * MAX_BURST]>,
     /// What the full parser made of the burst's frames of another shape than the common one, by frame index.
     packets: Box<[Slot; MAX_BURST]>,
     /// `enis`, cloned ahead for the next seal (the clone's atomic increment stays out of the seal's pause).
@@ -443,9 +450,16 @@ impl Meter {
         for _ in 0..config.spare_tables {
             spare_tables.push(table(&config)?);
         }
+        let open_table = table(&config)?;
+        let placeholder = open_table.keyer().key(
+            &SharedKey::v4(0, 0, 0, 0, 0),
+            EniSlot(0),
+            Direction::Out,
+            Action::Accept,
+        );
         Ok(Meter {
             interval: u64::from(config.interval_secs),
-            table: table(&config)?,
+            table: open_table,
             spare_tables,
             fragments: FragmentTable::new(
                 config.fragment_capacity,
@@ -458,7 +472,8 @@ impl Meter {
             window_older_enis: Vec::new(),
             pending: VecDeque::new(),
             spare_batches: Vec::new(),
-            updates: Vec::with_capacity(2 * MAX_BURST),
+            // Placeholders, overwritten before any is read.
+            updates: Box::new([FlowUpdate::new(placeholder, 0, 0); 2 * MAX_BURST]),
             packets: Box::new([(Ok(()), Packet::default()); MAX_BURST]),
             seal_enis: None,
             counters: MeterCounters::default(),
@@ -542,8 +557,8 @@ impl Meter {
             common.as_ref(),
             (packets, 0),
         );
-        stager.finish();
-        self.apply_now();
+        let staged = stager.finish();
+        self.apply_now(staged);
     }
 
     /// Accounts a burst of frames received at `now_secs` (one clock read per burst): the same result as
@@ -575,10 +590,10 @@ impl Meter {
                 (packets, index),
             );
         }
-        stager.finish();
-        self.table.update_burst(&mut self.updates);
-        count_outcomes(&mut self.counters, &self.updates);
-        self.updates.clear();
+        let staged = stager.finish();
+        let updates = self.updates.get_mut(..staged).unwrap_or_default();
+        self.table.update_burst(updates);
+        count_outcomes(&mut self.counters, updates);
         self.counters.table_occupancy = self.table.len() as u64;
         self.prepare_seal();
         self.bursts_unrehearsed += 1;
@@ -753,6 +768,7 @@ impl Meter {
             macs: self.enis.macs(),
             keyer: self.table.keyer(),
             updates: &mut self.updates,
+            staged: 0,
             fragments: &mut self.fragments,
             counters: &mut self.counters,
             tally: Tally::default(),
@@ -762,16 +778,16 @@ impl Meter {
 
     /// Applies the staged attributions of one frame to the flow table at once (no pipeline).
     #[inline]
-    fn apply_now(&mut self) {
-        for update in &mut self.updates {
+    fn apply_now(&mut self, staged: usize) {
+        let updates = self.updates.get_mut(..staged).unwrap_or_default();
+        for update in updates.iter_mut() {
             *update = FlowUpdate::applied(
                 update,
                 self.table
                     .add_key(update.key(), update.bytes(), update.tcp_flags()),
             );
         }
-        count_outcomes(&mut self.counters, &self.updates);
-        self.updates.clear();
+        count_outcomes(&mut self.counters, updates);
         self.counters.table_occupancy = self.table.len() as u64;
     }
 
