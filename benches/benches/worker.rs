@@ -62,26 +62,15 @@ fn main() -> anyhow::Result<()> {
         Mempool::DEFAULT_DATA_ROOM,
         Socket::Any,
     )?;
-    let mut port = Port::by_name(&eal, "net_ring0")?;
-    port.configure(
-        &PortConfig {
-            rx_descriptors: 1024,
-            tx_descriptors: 1024,
-            ..PortConfig::default()
-        },
-        &pool,
-    )?;
-    port.start()?;
-    let mut null_port = Port::by_name(&eal, "net_null0")?;
-    null_port.configure(
-        &PortConfig {
-            rx_descriptors: 1024,
-            tx_descriptors: 1024,
-            ..PortConfig::default()
-        },
-        &pool,
-    )?;
-    null_port.start()?;
+    // One queue each way, 1,024 descriptors (the defaults).
+    let started = |name: &str| -> anyhow::Result<Port> {
+        let mut port = Port::by_name(&eal, name)?;
+        port.configure(&PortConfig::default(), &pool)?;
+        port.start()?;
+        Ok(port)
+    };
+    let port = started("net_ring0")?;
+    let null_port = started("net_null0")?;
     print_machine();
     let ghz = cpu().1.unwrap_or(2.6);
     println!(
@@ -517,6 +506,8 @@ fn seal_under_load(
     let refused = Arc::new(AtomicU64::new(0));
     let offered = Arc::new(AtomicU64::new(0));
     let hz = flowlog_vswitch::dpdk::tsc_hz();
+    // Ticks after a sealing burst (or a stall) during which a refusal or a burst is put down to it.
+    let grace = hz / 1_000 * SEAL_GRACE_MS;
     let clock = TscClock::calibrate().context("TSC")?;
 
     let producer_pool = pool.clone();
@@ -581,7 +572,6 @@ fn seal_under_load(
         let short_gap_ticks = hz / 100_000;
         let (mut short_gaps, mut short_gapped) = (0usize, 0u64);
         let sched_before = ThreadSched::now();
-        let grace_ticks = hz / 1_000 * SEAL_GRACE_MS;
         let (mut after_seal, mut steady) = ((0u64, 0u64), (0u64, 0u64));
         let mut last_seal_end = 0u64;
         let mut last_poll = tsc();
@@ -622,7 +612,7 @@ fn seal_under_load(
                     seal_spans.push((now, now + took));
                 }
             } else if n > 0 && took <= stall_ticks {
-                let sums = if sealed > 0 && now <= last_seal_end + grace_ticks {
+                let sums = if sealed > 0 && now <= last_seal_end + grace {
                     &mut after_seal
                 } else {
                     &mut steady
@@ -636,10 +626,9 @@ fn seal_under_load(
             metered += burst.len() as u64;
             burst.free_all();
         }
-        let sched = match (ThreadSched::now(), sched_before) {
-            (Some(after), Some(before)) => after.since(&before),
-            _ => ThreadSched::default(),
-        };
+        let sched = ThreadSched::now()
+            .zip(sched_before)
+            .map_or_else(ThreadSched::default, |(after, before)| after.since(&before));
         let seals = worker.counters().windows_sealed;
         worker.finish();
         *out.lock().unwrap_or_else(|e| e.into_inner()) = Some(WorkerSide {
@@ -664,23 +653,10 @@ fn seal_under_load(
     eal.wait(2)?;
     eal.wait(1)?;
     exporter.join()?;
-    let cpu = match (CpuTime::of(1), cpu_before) {
-        (Some(after), Some(before)) => after.since(&before),
-        _ => CpuTime::default(),
-    };
-    let WorkerSide {
-        metered,
-        seals,
-        longest,
-        longest_seal,
-        seal_spans,
-        stalls,
-        short_gaps,
-        short_gapped,
-        sched,
-        after_seal,
-        steady,
-    } = result
+    let cpu = CpuTime::of(1)
+        .zip(cpu_before)
+        .map_or_else(CpuTime::default, |(after, before)| after.since(&before));
+    let side = result
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take()
@@ -689,42 +665,41 @@ fn seal_under_load(
     // A refusal is the seal's when it happens during a sealing burst or within SEAL_GRACE_MS after it (the ring
     // refills while the worker catches up); otherwise a stall's when the worker was off its CPU up to
     // SEAL_GRACE_MS before; anything else is unexplained.
-    let grace = hz / 1_000 * SEAL_GRACE_MS;
     let within =
         |spans: &[(u64, u64)], t: u64| spans.iter().any(|&(a, b)| t >= a && t <= b + grace);
     let (mut near_seal, mut after_stall, mut other) = (0, 0, 0);
     for &(t, n) in &refusals {
-        if within(&seal_spans, t) {
+        if within(&side.seal_spans, t) {
             near_seal += n;
-        } else if within(&stalls, t) {
+        } else if within(&side.stalls, t) {
             after_stall += n;
         } else {
             other += n;
         }
     }
-    let longest_stall = stalls.iter().map(|&(a, b)| b - a).max().unwrap_or(0);
-    let stalled: u64 = stalls.iter().map(|&(a, b)| b - a).sum();
+    let gaps = side.stalls.iter().map(|&(a, b)| b - a);
     let ticks = |t: u64| Duration::from_secs_f64(t as f64 / hz as f64);
+    let per_packet = |(cycles, packets): (u64, u64)| cycles as f64 / packets.max(1) as f64;
     Ok(SealReport {
         seconds: began.elapsed().as_secs_f64(),
-        seals,
+        seals: side.seals,
         offered: offered.load(Ordering::Relaxed),
-        metered,
+        metered: side.metered,
         refused: refused.load(Ordering::Relaxed),
         near_seal,
         after_stall,
         other,
-        stalls: stalls.len(),
-        longest_stall: ticks(longest_stall),
-        stalled: ticks(stalled),
-        short_gaps,
-        short_gapped: ticks(short_gapped),
-        sched,
+        stalls: side.stalls.len(),
+        longest_stall: ticks(gaps.clone().max().unwrap_or(0)),
+        stalled: ticks(gaps.sum()),
+        short_gaps: side.short_gaps,
+        short_gapped: ticks(side.short_gapped),
+        sched: side.sched,
         cpu,
-        longest_burst: Duration::from_secs_f64(longest as f64 / hz as f64),
-        longest_seal: Duration::from_secs_f64(longest_seal as f64 / hz as f64),
-        after_seal_cycles: after_seal.0 as f64 / after_seal.1.max(1) as f64,
-        steady_cycles: steady.0 as f64 / steady.1.max(1) as f64,
+        longest_burst: ticks(side.longest),
+        longest_seal: ticks(side.longest_seal),
+        after_seal_cycles: per_packet(side.after_seal),
+        steady_cycles: per_packet(side.steady),
     })
 }
 

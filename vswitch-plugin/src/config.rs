@@ -493,12 +493,12 @@ impl Config {
             return Err(invalid("export.max-unacked-batches", "must be 1 to 65536"));
         }
 
-        let exporter_cpus = match &ex.cpus {
-            Some(list) => {
-                Some(parse_cpu_list(list).map_err(|reason| invalid("export.cpus", reason))?)
-            }
-            None => None,
-        };
+        let exporter_cpus = ex
+            .cpus
+            .as_deref()
+            .map(parse_cpu_list)
+            .transpose()
+            .map_err(|reason| invalid("export.cpus", reason))?;
 
         let host = match raw.host {
             Some(h) if !h.is_empty() => h,
@@ -558,22 +558,26 @@ pub const MAX_CPUS: usize = 1024;
 /// start, or a CPU id of [`MAX_CPUS`] or more.
 pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
     let mut cpus = std::collections::BTreeSet::new();
-    for item in list.split(',') {
-        let item = item.trim();
-        let cpu = |text: &str| -> Result<usize, String> {
-            let cpu: usize = text
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{text}` in `{list}` is not a CPU id"))?;
-            if cpu >= MAX_CPUS {
-                return Err(format!("CPU {cpu} is not below {MAX_CPUS}"));
-            }
-            Ok(cpu)
-        };
+    let cpu = |text: &str| -> Result<usize, String> {
+        let cpu: usize = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{text}` in `{list}` is not a CPU id"))?;
+        if cpu >= MAX_CPUS {
+            return Err(format!("CPU {cpu} is not below {MAX_CPUS}"));
+        }
+        Ok(cpu)
+    };
+    for item in list.split(',').map(str::trim) {
+        if item.is_empty() {
+            return Err(format!("`{list}` has an empty item"));
+        }
         let (first, last) = match item.split_once('-') {
-            _ if item.is_empty() => return Err(format!("`{list}` has an empty item")),
             Some((first, last)) => (cpu(first)?, cpu(last)?),
-            None => (cpu(item)?, cpu(item)?),
+            None => {
+                let one = cpu(item)?;
+                (one, one)
+            }
         };
         if last < first {
             return Err(format!("range `{item}` ends below its start"));

@@ -67,8 +67,7 @@ use parking_lot::Mutex;
 
 use crate::config::{Capture, Clock, Config, ConfigError, RawConfig, Sink};
 use crate::dpdk::{
-    DpdkError, MbufRef, RxTimestamp, TimestampUnit, TscClock, check_cpus_usable,
-    current_thread_cpus, pin_current_thread, rte_mbuf, unpin_current_thread,
+    DpdkError, MbufRef, RxTimestamp, TimestampUnit, TscClock, check_cpus_usable, rte_mbuf,
 };
 use crate::export::{CaptureChange, Exporter};
 use crate::instance;
@@ -882,22 +881,8 @@ impl InstanceState {
             }
             control @ Capture::Control { .. } => control,
         };
-        let cpus = config.exporter_cpus.clone();
-        let thread_init: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-            // On the configured CPUs (checked at creation), else off the host lcore's pinning it inherits.
-            let placed = match &cpus {
-                Some(cpus) => pin_current_thread(cpus),
-                None => unpin_current_thread(),
-            };
-            if let Err(error) = placed {
-                tracing::warn!(%error, "exporter thread: cannot leave the CPUs of the host's lcore");
-            }
-            match current_thread_cpus() {
-                Ok(cpus) => tracing::info!(?cpus, "exporter thread placed"),
-                Err(error) => tracing::warn!(%error, "cannot read the exporter thread's CPUs"),
-            }
-        });
-        let pipeline = instance::start(&config, config.workers, Some(thread_init))
+        // On the configured CPUs (checked at creation), else off the host lcore's pinning it inherits.
+        let pipeline = instance::start(&config, config.workers, config.exporter_cpus.clone())
             .map_err(|error| FfiError::Exporter(format!("{error:#}")))?;
         if let Capture::Control {
             endpoints,

@@ -12,6 +12,7 @@ use flowlog_dataplane::flow::{Meter, MeterConfig, SpareTableFallback};
 
 use crate::capture::CaptureState;
 use crate::config::{Capture, Config, Sink};
+use crate::dpdk;
 use crate::export::deliver::DeliveryConfig;
 use crate::export::{ControlWatch, ExportSink, Exporter, ExporterConfig, link};
 use crate::replay::exporter_id;
@@ -25,12 +26,13 @@ pub struct Pipeline {
     pub workers: Vec<Worker>,
 }
 
-/// Starts the exporter and builds `workers` workers. `thread_init` runs first on the exporter thread (the
-/// standalone program uses it to take the thread off the worker cores EAL pinned the process to).
+/// Starts the exporter and builds `workers` workers. The exporter thread first places itself: on
+/// `exporter_cpus` when given, else back on every CPU the process had before EAL pinned the thread that
+/// created it (a worker lcore's, the main lcore's, or a host's); then it logs where it runs.
 pub fn start(
     config: &Config,
     workers: usize,
-    thread_init: Option<Arc<dyn Fn() + Send + Sync>>,
+    exporter_cpus: Option<Vec<usize>>,
 ) -> anyhow::Result<Pipeline> {
     let (capture, control) = match &config.capture {
         Capture::Static { enis, destination } => (
@@ -89,7 +91,7 @@ pub fn start(
             sink,
             max_batch_records: config.max_batch_records,
             interval_secs: config.interval_secs,
-            thread_init,
+            thread_init: Some(Arc::new(move || place_exporter(exporter_cpus.as_deref()))),
         },
         capture,
         links,
@@ -99,4 +101,20 @@ pub fn start(
         exporter,
         workers: built,
     })
+}
+
+/// Puts the calling (exporter) thread on `cpus`, or on every CPU the process had before EAL when `None`, and logs
+/// the CPUs it ends up on.
+fn place_exporter(cpus: Option<&[usize]>) {
+    let placed = match cpus {
+        Some(cpus) => dpdk::pin_current_thread(cpus),
+        None => dpdk::unpin_current_thread(),
+    };
+    if let Err(error) = placed {
+        tracing::warn!(%error, "exporter thread: cannot leave the CPUs it inherited");
+    }
+    match dpdk::current_thread_cpus() {
+        Ok(cpus) => tracing::info!(?cpus, "exporter thread placed"),
+        Err(error) => tracing::warn!(%error, "cannot read the exporter thread's CPUs"),
+    }
 }

@@ -114,20 +114,7 @@ pub fn run(config: Config) -> anyhow::Result<RunReport> {
         worker_lcores.get(..workers).unwrap_or_default(),
         config.exporter_cpus.as_deref(),
     )?;
-    let place: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-        let placed = match &exporter_cpus {
-            Some(cpus) => dpdk::pin_current_thread(cpus),
-            None => dpdk::unpin_current_thread(),
-        };
-        if let Err(error) = placed {
-            tracing::warn!(%error, "exporter thread stays pinned to the main lcore");
-        }
-        match dpdk::current_thread_cpus() {
-            Ok(cpus) => tracing::info!(?cpus, "exporter thread placed"),
-            Err(error) => tracing::warn!(%error, "cannot read the exporter thread's CPUs"),
-        }
-    });
-    let pipeline = instance::start(&config, workers, Some(place))?;
+    let pipeline = instance::start(&config, workers, exporter_cpus)?;
     if let Capture::Control {
         initial_wait,
         endpoints,

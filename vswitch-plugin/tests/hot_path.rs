@@ -16,13 +16,9 @@
 
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use flowlog_dataplane::flow::{Action, EniTable, Meter, MeterConfig, SpareTableFallback};
-use flowlog_vswitch::config::load_enis;
-use flowlog_vswitch::export::link;
-use flowlog_vswitch::pcap::PcapReader;
+use flowlog_dataplane::flow::Action;
 use flowlog_vswitch::worker::Worker;
 use quiet::{BURSTS, CONTROL, IDLE, PHASE, Seen, WATCHED, clock, syscalls};
 
@@ -30,33 +26,9 @@ mod quiet;
 
 #[test]
 fn metering_and_sealing_allocate_nothing_make_no_system_call_and_read_no_clock() {
-    // Every log line, at any level, would be a write to stderr: a system call.
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(std::io::stderr)
-        .init();
-    let dir = tempfile::tempdir().unwrap();
-    let config = flowlog_trafficgen::GenConfig::new(11, 20_000, 60);
-    flowlog_trafficgen::generate(&config, dir.path()).unwrap();
-    let mut reader = PcapReader::open(&dir.path().join("capture.pcap")).unwrap();
-    let mut frames: Vec<(Vec<u8>, usize)> = Vec::new();
-    while let Some(p) = reader.next_packet().unwrap() {
-        frames.push((p.data.to_vec(), p.wire_len as usize));
-    }
-    let enis =
-        Arc::new(EniTable::from_enis(load_enis(&dir.path().join("enis.toml")).unwrap()).unwrap());
-    let meter = Meter::new(
-        MeterConfig {
-            spare_tables: 4,
-            when_no_spare_table: SpareTableFallback::SkipData,
-            ..MeterConfig::new(1, 1 << 16)
-        },
-        enis,
-    )
-    .unwrap();
-    // The exporter's end stays unread: sealed windows wait in its ring, which holds them all.
-    let (end, _exporter_end) = link(64, 5);
-    let mut worker = Worker::new(meter, end);
+    quiet::log_everything();
+    let (frames, enis) = quiet::generated_mix().unwrap();
+    let (mut worker, _exporter_end) = quiet::sealing_worker(enis, 4).unwrap();
 
     // One pass over the frames per second, in bursts of up to 32 through the same run builder as the poll loop
     // and the C ABI; each later second seals the one before.

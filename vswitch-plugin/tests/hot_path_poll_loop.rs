@@ -18,13 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use flowlog_dataplane::flow::{EniTable, Meter, MeterConfig, SpareTableFallback};
-use flowlog_vswitch::config::load_enis;
 use flowlog_vswitch::dpdk::{Burst, Eal, Mempool, Port, PortConfig, Socket, TscClock};
-use flowlog_vswitch::export::link;
-use flowlog_vswitch::pcap::PcapReader;
 use flowlog_vswitch::standalone::PollLoop;
-use flowlog_vswitch::worker::Worker;
 use quiet::{BURSTS, IDLE, PHASE, Seen, WATCHED, clock, syscalls};
 
 /// TSC ticks the trap adds per read: about 100 µs at a few GHz, so a 1-second window is some 10,000 polls.
@@ -34,24 +29,8 @@ const READS: u64 = 45_000;
 
 #[test]
 fn the_poll_loop_reads_the_tsc_once_per_poll_and_makes_no_system_call() -> anyhow::Result<()> {
-    // Every log line, at any level, would be a write to stderr: a system call.
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(std::io::stderr)
-        .init();
-    let dir = tempfile::tempdir()?;
-    flowlog_trafficgen::generate(
-        &flowlog_trafficgen::GenConfig::new(11, 20_000, 60),
-        dir.path(),
-    )?;
-    let mut reader = PcapReader::open(&dir.path().join("capture.pcap"))?;
-    let mut frames: Vec<Vec<u8>> = Vec::new();
-    while let Some(p) = reader.next_packet()? {
-        frames.push(p.data.to_vec());
-    }
-    let enis = Arc::new(EniTable::from_enis(load_enis(
-        &dir.path().join("enis.toml"),
-    )?)?);
+    quiet::log_everything();
+    let (frames, enis) = quiet::generated_mix()?;
 
     let eal = Eal::init(&dpdk_common::eal_args(
         "--lcores=0@(0-1),1@(0-1)",
@@ -66,29 +45,12 @@ fn the_poll_loop_reads_the_tsc_once_per_poll_and_makes_no_system_call() -> anyho
         Socket::Any,
     )?;
     let mut port = Port::by_name(&eal, "net_ring0")?;
-    port.configure(
-        &PortConfig {
-            rx_descriptors: 1024,
-            tx_descriptors: 1024,
-            ..PortConfig::default()
-        },
-        &pool,
-    )?;
+    port.configure(&PortConfig::default(), &pool)?;
     port.start()?;
     let rx = port.rx_queue(0)?;
     let mut tx = port.tx_queue(0)?;
 
-    let meter = Meter::new(
-        MeterConfig {
-            spare_tables: 8,
-            when_no_spare_table: SpareTableFallback::SkipData,
-            ..MeterConfig::new(1, 1 << 16)
-        },
-        enis,
-    )?;
-    // The exporter's end stays unread: sealed windows wait in its ring, which holds them all.
-    let (end, _exporter_end) = link(64, 9);
-    let worker = Worker::new(meter, end);
+    let (worker, _exporter_end) = quiet::sealing_worker(enis, 8)?;
     let clock_now = TscClock::calibrate().context("TSC")?;
     let stop = Arc::new(AtomicBool::new(false));
     let supervisor = Arc::new(syscalls::Supervisor::start());
@@ -130,7 +92,7 @@ fn the_poll_loop_reads_the_tsc_once_per_poll_and_makes_no_system_call() -> anyho
             let Ok(mut mbuf) = pool.alloc() else {
                 break;
             };
-            let frame = next.next().context("no frame")?;
+            let (frame, _) = next.next().context("no frame")?;
             if mbuf.append(frame).is_err() || burst.push(mbuf).is_err() {
                 break;
             }

@@ -450,16 +450,9 @@ impl Meter {
         for _ in 0..config.spare_tables {
             spare_tables.push(table(&config)?);
         }
-        let open_table = table(&config)?;
-        let placeholder = open_table.keyer().key(
-            &SharedKey::v4(0, 0, 0, 0, 0),
-            EniSlot(0),
-            Direction::Out,
-            Action::Accept,
-        );
         Ok(Meter {
             interval: u64::from(config.interval_secs),
-            table: open_table,
+            table: table(&config)?,
             spare_tables,
             fragments: FragmentTable::new(
                 config.fragment_capacity,
@@ -472,8 +465,7 @@ impl Meter {
             window_older_enis: Vec::new(),
             pending: VecDeque::new(),
             spare_batches: Vec::new(),
-            // Placeholders, overwritten before any is read.
-            updates: Box::new([FlowUpdate::new(placeholder, 0, 0); 2 * MAX_BURST]),
+            updates: Box::new([FlowUpdate::UNUSED; 2 * MAX_BURST]),
             packets: Box::new([(Ok(()), Packet::default()); MAX_BURST]),
             seal_enis: None,
             counters: MeterCounters::default(),

@@ -419,6 +419,20 @@ pub struct FlowUpdate {
 }
 
 impl FlowUpdate {
+    /// A placeholder for a scratch array of updates: overwritten before any is read.
+    pub(crate) const UNUSED: FlowUpdate = FlowUpdate {
+        key: TableKey {
+            words: [0; 6],
+            long: false,
+            hash: 0,
+        },
+        bytes: 0,
+        tcp_flags: 0,
+        outcome: AddOutcome::Pending,
+        bucket: 0,
+        candidate: NO_ENTRY,
+    };
+
     /// One packet of `bytes` with `tcp_flags` for the flow `key`.
     #[inline]
     pub fn new(key: TableKey, bytes: u64, tcp_flags: u8) -> Self {

@@ -3,13 +3,67 @@
 //! watched thread to a supervisor thread, which records it and lets it run, and `PR_SET_TSC`, which makes the
 //! thread's `rdtsc` and `rdtscp` fault into a handler that counts and emulates them. Counts are kept per phase
 //! ([`PHASE`]). Include it as `mod quiet;` in a test binary of one test: the allocator and the fault handler are
-//! process-wide.
+//! process-wide. Also what both tests meter: the generated mix, and a worker that seals into a ring nobody reads.
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use flowlog_dataplane::flow::{EniTable, Meter, MeterConfig, SpareTableFallback};
+use flowlog_vswitch::config::load_enis;
+use flowlog_vswitch::export::{WorkerLink, link};
+use flowlog_vswitch::pcap::PcapReader;
+use flowlog_vswitch::worker::Worker;
+
+/// Installs a subscriber that writes every log line, at any level, to stderr: on the watched thread a log line
+/// is then a system call.
+pub fn log_everything() {
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// A frame's captured bytes and its length on the wire.
+pub type Frame = (Vec<u8>, usize);
+
+/// A generated mix (seed 11, 20,000 frames: VLAN and QinQ tags, IPv4 and IPv6, fragments, VXLAN, malformed and
+/// non-IP frames), each frame with its length on the wire, and the table of its ENIs.
+pub fn generated_mix() -> anyhow::Result<(Vec<Frame>, Arc<EniTable>)> {
+    let dir = tempfile::tempdir()?;
+    flowlog_trafficgen::generate(
+        &flowlog_trafficgen::GenConfig::new(11, 20_000, 60),
+        dir.path(),
+    )?;
+    let mut reader = PcapReader::open(&dir.path().join("capture.pcap"))?;
+    let mut frames = Vec::new();
+    while let Some(p) = reader.next_packet()? {
+        frames.push((p.data.to_vec(), p.wire_len as usize));
+    }
+    let enis = EniTable::from_enis(load_enis(&dir.path().join("enis.toml"))?)?;
+    Ok((frames, Arc::new(enis)))
+}
+
+/// A worker of 1-second windows with `spare_tables` spare tables, sealing by swap into an exporter ring that
+/// holds every window of a test; keep the exporter's end, unread, as long as the worker.
+pub fn sealing_worker(
+    enis: Arc<EniTable>,
+    spare_tables: usize,
+) -> anyhow::Result<(Worker, WorkerLink)> {
+    let meter = Meter::new(
+        MeterConfig {
+            spare_tables,
+            when_no_spare_table: SpareTableFallback::SkipData,
+            ..MeterConfig::new(1, 1 << 16)
+        },
+        enis,
+    )?;
+    let (end, exporter_end) = link(64, spare_tables + 1);
+    Ok((Worker::new(meter, end), exporter_end))
+}
 
 /// What the watched thread is doing: nothing counted, the control step, or the work under test.
 pub const IDLE: usize = 0;
