@@ -1,0 +1,412 @@
+//! The worker's per-packet path takes no lock and makes no atomic read-modify-write: every instruction its
+//! thread runs while metering bursts of a generated mix (VLAN and QinQ tags, IPv4 and IPv6, fragments, VXLAN,
+//! malformed and non-IP frames; new flows and known ones) is single-stepped under `ptrace` and decoded, and none
+//! carries a `lock` prefix or is an `xchg` with memory (implicitly locked). On x86-64 every lock acquisition
+//! (`std`, `parking_lot`, a spin lock), every atomic read-modify-write (`fetch_add`, `swap`,
+//! `compare_exchange`) and every reference count change of an `Arc` is such an instruction; a relaxed or
+//! release store and an acquire load are plain moves, which this cannot tell from other memory accesses.
+//!
+//! The traced process is a `fork` of the test, holding the worker built and warmed by the parent; it stops
+//! itself (`SIGSTOP`) around each step. A control step first makes one atomic `fetch_add` on a shared counter,
+//! and must be seen, so a decoder that sees nothing fails. A burst that crosses a window boundary (a seal: table
+//! swap, push into the exporter's ring) is traced too and its count printed, not asserted: a seal is once per
+//! window, not per packet. `hot_path.rs` and `hot_path_poll_loop.rs` show the same path free of allocations,
+//! system calls and clock reads.
+
+#![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flowlog_dataplane::flow::Action;
+use flowlog_dataplane::wire::{Family, parse, parse_common};
+use flowlog_vswitch::worker::Worker;
+
+mod quiet;
+
+/// Frames metered before the fork: their flows are known in the traced bursts.
+const WARM_FRAMES: usize = 4_096;
+/// Frames metered under the trace, in bursts of 32. Single-stepping costs tens of microseconds per instruction
+/// here, and this test's build runs the worker's own crate unoptimised (about 3,000 instructions per frame).
+const TRACED_FRAMES: usize = 64;
+
+/// What the control step increments.
+static SHARED: AtomicU64 = AtomicU64::new(0);
+
+/// Meters `frames` in bursts of up to 32 at `secs`, as the poll loop and the C ABI do.
+fn meter(worker: &mut Worker, frames: &[quiet::Frame], secs: u64) {
+    for burst in frames.chunks(32) {
+        worker.poll_commands();
+        let mut runs = worker.runs();
+        for (frame, wire_len) in burst {
+            runs.push(secs, frame, *wire_len, Action::Accept);
+        }
+        runs.finish();
+    }
+}
+
+#[test]
+fn metering_takes_no_lock_and_makes_no_atomic_read_modify_write() {
+    let (frames, enis) = quiet::generated_mix().unwrap();
+    let (mut worker, _exporter_end) = quiet::sealing_worker(enis, 4).unwrap();
+    let (warm, rest) = frames.split_at(WARM_FRAMES);
+    let start = varied_bursts(rest);
+    let traced = &rest[start..start + TRACED_FRAMES];
+    let sealing = &rest[start + TRACED_FRAMES..start + TRACED_FRAMES + 8];
+    worker.start(0);
+    meter(&mut worker, warm, 0);
+    meter(&mut worker, &rest[..start], 0);
+    let before = worker.counters().clone();
+
+    // SAFETY: the child only meters with what is already built (the other hot-path tests show that this
+    // allocates nothing and makes no system call), stops itself and exits without unwinding.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let stop = || {
+            // SAFETY: plain system calls on this process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
+        };
+        // SAFETY: asks to be traced by the parent, which waits for the first stop.
+        if unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) } != 0 {
+            // SAFETY: leaves the forked test without running its harness.
+            unsafe { libc::_exit(2) };
+        }
+        stop();
+        SHARED.fetch_add(1, Ordering::SeqCst);
+        stop();
+        meter(&mut worker, traced, 0);
+        stop();
+        meter(&mut worker, sealing, 1);
+        stop();
+        // SAFETY: as above.
+        unsafe { libc::_exit(0) };
+    }
+
+    let mut tracer = Tracer::new(pid);
+    tracer.wait_stop().unwrap();
+    tracer.exit_kill().unwrap();
+    let control = tracer.step_to_stop().unwrap();
+    let bursts = tracer.step_to_stop().unwrap();
+    let seal = tracer.step_to_stop().unwrap();
+    // Read the child's mappings while it is still stopped.
+    let (seal_places, burst_places) = (tracer.places(&seal.locked), tracer.places(&bursts.locked));
+    tracer.finish().unwrap();
+
+    let packets = TRACED_FRAMES as u64;
+    println!(
+        "control step: {} instructions, {} locked; {packets} frames ({}) in {} bursts: {} instructions ({} per \
+         frame), {} locked; a burst of 8 frames that seals: {} instructions, {} locked {:?}",
+        control.instructions,
+        control.locked.len(),
+        Kinds::of(traced),
+        TRACED_FRAMES.div_ceil(32),
+        bursts.instructions,
+        bursts.instructions / packets,
+        bursts.locked.len(),
+        seal.instructions,
+        seal.locked.len(),
+        seal_places,
+    );
+    assert!(
+        !control.locked.is_empty(),
+        "the trace must see the control step's atomic fetch_add"
+    );
+    assert!(
+        bursts.instructions > 100 * packets,
+        "the trace must see the bursts' work"
+    );
+    assert!(
+        bursts.locked.is_empty(),
+        "locked instructions while metering, at {burst_places:?}"
+    );
+    // The parent's worker did not meter the traced frames (the child did): it is where the fork left it.
+    assert_eq!(worker.counters().frames, before.frames);
+}
+
+/// The kinds of frames the trace must cover: the common shape and the full parser's (IPv6, VXLAN, fragments,
+/// discards).
+#[derive(Debug, Default, PartialEq)]
+struct Kinds {
+    common: usize,
+    ipv6: usize,
+    vxlan: usize,
+    fragments: usize,
+    discarded: usize,
+}
+
+impl Kinds {
+    fn of(frames: &[quiet::Frame]) -> Kinds {
+        let mut kinds = Kinds::default();
+        for (frame, wire_len) in frames {
+            if parse_common(frame, *wire_len).is_some() {
+                kinds.common += 1;
+                continue;
+            }
+            match parse(frame, *wire_len) {
+                Ok(p) => {
+                    kinds.ipv6 += usize::from(p.family == Family::V6);
+                    kinds.vxlan += usize::from(p.vni.is_some());
+                    kinds.fragments += usize::from(p.fragment.is_some());
+                }
+                Err(_) => kinds.discarded += 1,
+            }
+        }
+        kinds
+    }
+
+    fn covers_all(&self) -> bool {
+        [
+            self.common,
+            self.ipv6,
+            self.vxlan,
+            self.fragments,
+            self.discarded,
+        ]
+        .iter()
+        .all(|&n| n > 0)
+    }
+}
+
+impl std::fmt::Display for Kinds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of the common shape, {} IPv6, {} VXLAN, {} fragments, {} discarded",
+            self.common, self.ipv6, self.vxlan, self.fragments, self.discarded
+        )
+    }
+}
+
+/// The start (a multiple of 32) of the first `TRACED_FRAMES` frames of `frames` that hold every kind.
+fn varied_bursts(frames: &[quiet::Frame]) -> usize {
+    (0..frames.len().saturating_sub(TRACED_FRAMES + 8))
+        .step_by(32)
+        .find(|&start| Kinds::of(&frames[start..start + TRACED_FRAMES]).covers_all())
+        .expect("the generated mix has every kind of frame within some 64 frames")
+}
+
+/// What the traced process ran between two of its stops.
+#[derive(Debug, Default)]
+struct Stretch {
+    instructions: u64,
+    /// Addresses of the locked instructions run (each time it ran).
+    locked: Vec<u64>,
+}
+
+/// A `ptrace` tracer of one forked child, stepping it one instruction at a time.
+struct Tracer {
+    pid: libc::pid_t,
+    /// Whether the instruction at an address is locked (code does not change while traced).
+    decoded: HashMap<u64, bool>,
+}
+
+impl Tracer {
+    fn new(pid: libc::pid_t) -> Tracer {
+        Tracer {
+            pid,
+            decoded: HashMap::new(),
+        }
+    }
+
+    /// Waits for the child's next stop; returns its signal.
+    fn wait_stop(&self) -> std::io::Result<i32> {
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        if unsafe { libc::waitpid(self.pid, &mut status, 0) } != self.pid {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::WIFSTOPPED(status) {
+            Ok(libc::WSTOPSIG(status))
+        } else {
+            Err(std::io::Error::other(format!(
+                "the traced child ended (wait status {status:#x})"
+            )))
+        }
+    }
+
+    /// The child dies with the tracer (a failing test leaves no stopped process behind).
+    fn exit_kill(&self) -> std::io::Result<()> {
+        // SAFETY: sets an option on our stopped tracee.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_SETOPTIONS,
+                self.pid,
+                0,
+                libc::PTRACE_O_EXITKILL,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Steps the stopped child one instruction at a time until it stops itself again (`SIGSTOP`, which is then
+    /// suppressed), decoding each instruction before it runs.
+    fn step_to_stop(&mut self) -> std::io::Result<Stretch> {
+        let mut stretch = Stretch::default();
+        loop {
+            let rip = self.rip()?;
+            if self.is_locked(rip)? {
+                stretch.locked.push(rip);
+            }
+            // SAFETY: resumes our stopped tracee for one instruction, delivering no signal.
+            if unsafe { libc::ptrace(libc::PTRACE_SINGLESTEP, self.pid, 0, 0) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            stretch.instructions += 1;
+            match self.wait_stop()? {
+                libc::SIGTRAP => {}
+                libc::SIGSTOP => return Ok(stretch),
+                other => {
+                    return Err(std::io::Error::other(format!(
+                        "the traced child got signal {other} at {rip:#x}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Lets the child run to its exit, checking it exits cleanly.
+    fn finish(&self) -> std::io::Result<()> {
+        // SAFETY: resumes our stopped tracee, suppressing its SIGSTOP.
+        if unsafe { libc::ptrace(libc::PTRACE_CONT, self.pid, 0, 0) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child.
+        if unsafe { libc::waitpid(self.pid, &mut status, 0) } != self.pid {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "the traced child did not exit cleanly (wait status {status:#x})"
+            )))
+        }
+    }
+
+    /// The stopped child's instruction pointer.
+    fn rip(&self) -> std::io::Result<u64> {
+        // SAFETY: user_regs_struct is plain integers, for which all zeroes is a value.
+        let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+        // SAFETY: PTRACE_GETREGS fills `regs` for our stopped tracee.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_GETREGS,
+                self.pid,
+                0,
+                &mut regs as *mut libc::user_regs_struct,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(regs.rip)
+    }
+
+    fn is_locked(&mut self, rip: u64) -> std::io::Result<bool> {
+        if let Some(&locked) = self.decoded.get(&rip) {
+            return Ok(locked);
+        }
+        let locked = is_locked(&self.code(rip)?);
+        self.decoded.insert(rip, locked);
+        Ok(locked)
+    }
+
+    /// Up to 16 bytes of the child's code at `rip` (fewer at the end of a mapping).
+    fn code(&self, rip: u64) -> std::io::Result<Vec<u8>> {
+        let mut bytes = [0u8; 16];
+        // Never read across a page end: the next page may be unmapped.
+        let len = (4096 - (rip % 4096) as usize).min(16);
+        let local = libc::iovec {
+            iov_base: bytes.as_mut_ptr().cast(),
+            iov_len: len,
+        };
+        let remote = libc::iovec {
+            iov_base: rip as *mut libc::c_void,
+            iov_len: len,
+        };
+        // SAFETY: reads our tracee's memory into `bytes`, at most its length.
+        let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(bytes[..n as usize].to_vec())
+    }
+
+    /// Where each distinct address lies: the mapped file and the offset in that file (`readelf -l` gives the
+    /// address `addr2line` wants for it).
+    fn places(&self, addresses: &[u64]) -> Vec<String> {
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).unwrap_or_default();
+        let mut distinct = addresses.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        distinct
+            .iter()
+            .map(|&a| {
+                maps.lines()
+                    .find_map(|line| place(line, a))
+                    .unwrap_or_else(|| format!("{a:#x}"))
+            })
+            .collect()
+    }
+}
+
+/// `address` as "file+offset" if this line of /proc/PID/maps maps it.
+fn place(line: &str, address: u64) -> Option<String> {
+    let mut fields = line.split_whitespace();
+    let (start, end) = fields.next()?.split_once('-')?;
+    let (start, end) = (
+        u64::from_str_radix(start, 16).ok()?,
+        u64::from_str_radix(end, 16).ok()?,
+    );
+    let offset = u64::from_str_radix(fields.nth(1)?, 16).ok()?;
+    let file = fields.nth(2).unwrap_or("[anonymous]");
+    (start..end)
+        .contains(&address)
+        .then(|| format!("{file}+{:#x}", address - start + offset))
+}
+
+/// Whether the x86-64 instruction starting at `code[0]` is locked: a `lock` prefix among its legacy prefixes,
+/// or an `xchg` with a memory operand (`86`/`87` with ModRM.mod != 3), which locks without one.
+fn is_locked(code: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&b) = code.get(i) {
+        match b {
+            0xf0 => return true,
+            0xf2 | 0xf3 | 0x2e | 0x36 | 0x3e | 0x26 | 0x64 | 0x65 | 0x66 | 0x67 => i += 1,
+            _ => break,
+        }
+    }
+    if code.get(i).is_some_and(|b| (0x40..=0x4f).contains(b)) {
+        i += 1;
+    }
+    matches!(code.get(i), Some(0x86 | 0x87)) && code.get(i + 1).is_some_and(|modrm| modrm >> 6 != 3)
+}
+
+#[test]
+fn the_decoder_tells_locked_instructions() {
+    // lock xadd %rax,(%rdx); lock cmpxchg %rcx,(%rdi); xchg %rax,(%rdi); lock incl 0x8(%rsp) with an
+    // operand-size prefix before it.
+    for code in [
+        &[0xf0, 0x48, 0x0f, 0xc1, 0x02][..],
+        &[0xf0, 0x48, 0x0f, 0xb1, 0x0f],
+        &[0x48, 0x87, 0x07],
+        &[0x66, 0xf0, 0xff, 0x44, 0x24, 0x08],
+    ] {
+        assert!(is_locked(code), "{code:x?}");
+    }
+    // xchg %rax,%rcx; mov %rax,(%rdi); add %rax,(%rdi); a REX.W prefix alone; nothing.
+    for code in [
+        &[0x48, 0x87, 0xc1][..],
+        &[0x48, 0x89, 0x07],
+        &[0x48, 0x01, 0x07],
+        &[0x48],
+        &[],
+    ] {
+        assert!(!is_locked(code), "{code:x?}");
+    }
+}
