@@ -15,7 +15,6 @@
 
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use flowlog_dataplane::flow::Action;
@@ -23,6 +22,8 @@ use flowlog_dataplane::wire::{Family, parse, parse_common};
 use flowlog_vswitch::worker::Worker;
 
 mod quiet;
+
+use quiet::trace::{Tracer, is_locked};
 
 /// Frames metered before the fork: their flows are known in the traced bursts.
 const WARM_FRAMES: usize = 4_096;
@@ -83,15 +84,20 @@ fn metering_takes_no_lock_and_makes_no_atomic_read_modify_write() {
         unsafe { libc::_exit(0) };
     }
 
-    let mut tracer = Tracer::new(pid);
-    tracer.wait_stop().unwrap();
-    tracer.exit_kill().unwrap();
+    let mut tracer = Tracer::child(pid).unwrap();
     let control = tracer.step_to_stop().unwrap();
     let bursts = tracer.step_to_stop().unwrap();
     let seal = tracer.step_to_stop().unwrap();
     // Read the child's mappings while it is still stopped.
     let (seal_places, burst_places) = (tracer.places(&seal.locked), tracer.places(&bursts.locked));
-    tracer.finish().unwrap();
+    tracer.cont().unwrap();
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the traced child did not exit cleanly (wait status {status:#x})"
+    );
 
     let packets = TRACED_FRAMES as u64;
     println!(
@@ -184,207 +190,6 @@ fn varied_bursts(frames: &[quiet::Frame]) -> usize {
         .step_by(32)
         .find(|&start| Kinds::of(&frames[start..start + TRACED_FRAMES]).covers_all())
         .expect("the generated mix has every kind of frame within some 64 frames")
-}
-
-/// What the traced process ran between two of its stops.
-#[derive(Debug, Default)]
-struct Stretch {
-    instructions: u64,
-    /// Addresses of the locked instructions run (each time it ran).
-    locked: Vec<u64>,
-}
-
-/// A `ptrace` tracer of one forked child, stepping it one instruction at a time.
-struct Tracer {
-    pid: libc::pid_t,
-    /// Whether the instruction at an address is locked (code does not change while traced).
-    decoded: HashMap<u64, bool>,
-}
-
-impl Tracer {
-    fn new(pid: libc::pid_t) -> Tracer {
-        Tracer {
-            pid,
-            decoded: HashMap::new(),
-        }
-    }
-
-    /// Waits for the child's next stop; returns its signal.
-    fn wait_stop(&self) -> std::io::Result<i32> {
-        let mut status = 0;
-        // SAFETY: waits for our own child.
-        if unsafe { libc::waitpid(self.pid, &mut status, 0) } != self.pid {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::WIFSTOPPED(status) {
-            Ok(libc::WSTOPSIG(status))
-        } else {
-            Err(std::io::Error::other(format!(
-                "the traced child ended (wait status {status:#x})"
-            )))
-        }
-    }
-
-    /// The child dies with the tracer (a failing test leaves no stopped process behind).
-    fn exit_kill(&self) -> std::io::Result<()> {
-        // SAFETY: sets an option on our stopped tracee.
-        let r = unsafe {
-            libc::ptrace(
-                libc::PTRACE_SETOPTIONS,
-                self.pid,
-                0,
-                libc::PTRACE_O_EXITKILL,
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    /// Steps the stopped child one instruction at a time until it stops itself again (`SIGSTOP`, which is then
-    /// suppressed), decoding each instruction before it runs.
-    fn step_to_stop(&mut self) -> std::io::Result<Stretch> {
-        let mut stretch = Stretch::default();
-        loop {
-            let rip = self.rip()?;
-            if self.is_locked(rip)? {
-                stretch.locked.push(rip);
-            }
-            // SAFETY: resumes our stopped tracee for one instruction, delivering no signal.
-            if unsafe { libc::ptrace(libc::PTRACE_SINGLESTEP, self.pid, 0, 0) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            stretch.instructions += 1;
-            match self.wait_stop()? {
-                libc::SIGTRAP => {}
-                libc::SIGSTOP => return Ok(stretch),
-                other => {
-                    return Err(std::io::Error::other(format!(
-                        "the traced child got signal {other} at {rip:#x}"
-                    )));
-                }
-            }
-        }
-    }
-
-    /// Lets the child run to its exit, checking it exits cleanly.
-    fn finish(&self) -> std::io::Result<()> {
-        // SAFETY: resumes our stopped tracee, suppressing its SIGSTOP.
-        if unsafe { libc::ptrace(libc::PTRACE_CONT, self.pid, 0, 0) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut status = 0;
-        // SAFETY: waits for our own child.
-        if unsafe { libc::waitpid(self.pid, &mut status, 0) } != self.pid {
-            return Err(std::io::Error::last_os_error());
-        }
-        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::other(format!(
-                "the traced child did not exit cleanly (wait status {status:#x})"
-            )))
-        }
-    }
-
-    /// The stopped child's instruction pointer.
-    fn rip(&self) -> std::io::Result<u64> {
-        // SAFETY: user_regs_struct is plain integers, for which all zeroes is a value.
-        let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
-        // SAFETY: PTRACE_GETREGS fills `regs` for our stopped tracee.
-        let r = unsafe {
-            libc::ptrace(
-                libc::PTRACE_GETREGS,
-                self.pid,
-                0,
-                &mut regs as *mut libc::user_regs_struct,
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(regs.rip)
-    }
-
-    fn is_locked(&mut self, rip: u64) -> std::io::Result<bool> {
-        if let Some(&locked) = self.decoded.get(&rip) {
-            return Ok(locked);
-        }
-        let locked = is_locked(&self.code(rip)?);
-        self.decoded.insert(rip, locked);
-        Ok(locked)
-    }
-
-    /// Up to 16 bytes of the child's code at `rip` (fewer at the end of a mapping).
-    fn code(&self, rip: u64) -> std::io::Result<Vec<u8>> {
-        let mut bytes = [0u8; 16];
-        // Never read across a page end: the next page may be unmapped.
-        let len = (4096 - (rip % 4096) as usize).min(16);
-        let local = libc::iovec {
-            iov_base: bytes.as_mut_ptr().cast(),
-            iov_len: len,
-        };
-        let remote = libc::iovec {
-            iov_base: rip as *mut libc::c_void,
-            iov_len: len,
-        };
-        // SAFETY: reads our tracee's memory into `bytes`, at most its length.
-        let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(bytes[..n as usize].to_vec())
-    }
-
-    /// Where each distinct address lies: the mapped file and the offset in that file (`readelf -l` gives the
-    /// address `addr2line` wants for it).
-    fn places(&self, addresses: &[u64]) -> Vec<String> {
-        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.pid)).unwrap_or_default();
-        let mut distinct = addresses.to_vec();
-        distinct.sort_unstable();
-        distinct.dedup();
-        distinct
-            .iter()
-            .map(|&a| {
-                maps.lines()
-                    .find_map(|line| place(line, a))
-                    .unwrap_or_else(|| format!("{a:#x}"))
-            })
-            .collect()
-    }
-}
-
-/// `address` as "file+offset" if this line of /proc/PID/maps maps it.
-fn place(line: &str, address: u64) -> Option<String> {
-    let mut fields = line.split_whitespace();
-    let (start, end) = fields.next()?.split_once('-')?;
-    let (start, end) = (
-        u64::from_str_radix(start, 16).ok()?,
-        u64::from_str_radix(end, 16).ok()?,
-    );
-    let offset = u64::from_str_radix(fields.nth(1)?, 16).ok()?;
-    let file = fields.nth(2).unwrap_or("[anonymous]");
-    (start..end)
-        .contains(&address)
-        .then(|| format!("{file}+{:#x}", address - start + offset))
-}
-
-/// Whether the x86-64 instruction starting at `code[0]` is locked: a `lock` prefix among its legacy prefixes,
-/// or an `xchg` with a memory operand (`86`/`87` with ModRM.mod != 3), which locks without one.
-fn is_locked(code: &[u8]) -> bool {
-    let mut i = 0;
-    while let Some(&b) = code.get(i) {
-        match b {
-            0xf0 => return true,
-            0xf2 | 0xf3 | 0x2e | 0x36 | 0x3e | 0x26 | 0x64 | 0x65 | 0x66 | 0x67 => i += 1,
-            _ => break,
-        }
-    }
-    if code.get(i).is_some_and(|b| (0x40..=0x4f).contains(b)) {
-        i += 1;
-    }
-    matches!(code.get(i), Some(0x86 | 0x87)) && code.get(i + 1).is_some_and(|modrm| modrm >> 6 != 3)
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! watched thread to a supervisor thread, which records it and lets it run, and `PR_SET_TSC`, which makes the
 //! thread's `rdtsc` and `rdtscp` fault into a handler that counts and emulates them. Counts are kept per phase
 //! ([`PHASE`]). Include it as `mod quiet;` in a test binary of one test: the allocator and the fault handler are
-//! process-wide. Also what both tests meter: the generated mix, and a worker that seals into a ring nobody reads.
+//! process-wide. Also what both tests meter: the generated mix, and a worker that seals into a ring nobody reads;
+//! and the `ptrace` tracer of the lock tests ([`trace`]).
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -17,6 +18,8 @@ use flowlog_vswitch::config::load_enis;
 use flowlog_vswitch::export::{WorkerLink, link};
 use flowlog_vswitch::pcap::PcapReader;
 use flowlog_vswitch::worker::Worker;
+
+pub mod trace;
 
 /// Installs a subscriber that writes every log line, at any level, to stderr: on the watched thread a log line
 /// is then a system call.
