@@ -90,27 +90,25 @@ impl Tracer {
         self.steps(u64::MAX)
     }
 
-    /// Steps the stopped thread `n` instructions, or until it stops itself (`SIGSTOP`, then suppressed).
+    /// Steps the stopped thread `n` instructions, or until it stops itself (`SIGSTOP`, then suppressed). Any
+    /// other signal it receives is delivered with the next step (its handler, if any, is stepped too).
     pub fn steps(&mut self, n: u64) -> io::Result<Stretch> {
         let mut stretch = Stretch::default();
+        let mut deliver = 0;
         while stretch.instructions < n {
             let rip = self.rip()?;
             if self.is_locked(rip)? {
                 stretch.locked.push(rip);
             }
             *stretch.runs.entry(rip).or_default() += 1;
-            // SAFETY: resumes our stopped tracee for one instruction, delivering no signal.
-            check(unsafe { libc::ptrace(libc::PTRACE_SINGLESTEP, self.tid, 0, 0) })?;
+            // SAFETY: resumes our stopped tracee for one instruction, delivering `deliver` (0: none).
+            check(unsafe { libc::ptrace(libc::PTRACE_SINGLESTEP, self.tid, 0, deliver) })?;
             stretch.instructions += 1;
-            match self.wait_stop()? {
-                libc::SIGTRAP => {}
+            deliver = match self.wait_stop()? {
+                libc::SIGTRAP => 0,
                 libc::SIGSTOP => return Ok(stretch),
-                other => {
-                    return Err(io::Error::other(format!(
-                        "the traced thread got signal {other} at {rip:#x}"
-                    )));
-                }
-            }
+                other => other,
+            };
         }
         Ok(stretch)
     }
