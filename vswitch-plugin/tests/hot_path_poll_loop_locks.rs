@@ -50,12 +50,17 @@ fn the_poll_loop_takes_no_lock_and_makes_no_atomic_read_modify_write() -> anyhow
     if pid == 0 {
         // SAFETY: the pipe's write end, owned by this process from here.
         let tid_out = unsafe { std::fs::File::from_raw_fd(fds[1]) };
-        let code = match child(frames, enis, tid_out) {
-            Ok(()) => 0,
-            Err(error) => {
+        // A panic must not unwind into the test harness of the forked process.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            child(frames, enis, tid_out)
+        }));
+        let code = match run {
+            Ok(Ok(())) => 0,
+            Ok(Err(error)) => {
                 eprintln!("child: {error:#}");
                 2
             }
+            Err(_) => 3,
         };
         // SAFETY: leaves the forked test without running its harness.
         unsafe { libc::_exit(code) };
