@@ -1,10 +1,11 @@
 //! The worker's per-packet path takes no lock and makes no atomic read-modify-write: every instruction its
 //! thread runs while metering bursts of a generated mix (VLAN and QinQ tags, IPv4 and IPv6, fragments, VXLAN,
-//! malformed and non-IP frames; new flows and known ones) is single-stepped under `ptrace` and decoded, and none
-//! carries a `lock` prefix or is an `xchg` with memory (implicitly locked). On x86-64 every lock acquisition
-//! (`std`, `parking_lot`, a spin lock), every atomic read-modify-write (`fetch_add`, `swap`,
-//! `compare_exchange`) and every reference count change of an `Arc` is such an instruction; a relaxed or
-//! release store and an acquire load are plain moves, which this cannot tell from other memory accesses.
+//! malformed and non-IP frames; new flows and known ones), one of them running the seal rehearsal the meter runs
+//! every 256 bursts, is single-stepped under `ptrace` and decoded, and none carries a `lock` prefix or is an
+//! `xchg` with memory (implicitly locked). On x86-64 every lock acquisition (`std`, `parking_lot`, a spin lock),
+//! every atomic read-modify-write (`fetch_add`, `swap`, `compare_exchange`) and every reference count change of
+//! an `Arc` is such an instruction; a relaxed or release store and an acquire load are plain moves, which this
+//! cannot tell from other memory accesses.
 //!
 //! The traced process is a `fork` of the test, holding the worker built and warmed by the parent; it stops
 //! itself (`SIGSTOP`) around each step. A control step first makes one atomic `fetch_add` on a shared counter,
@@ -30,6 +31,9 @@ const WARM_FRAMES: usize = 4_096;
 /// Frames metered under the trace, in bursts of 32. Single-stepping costs tens of microseconds per instruction
 /// here, and this test's build runs the worker's own crate unoptimised (about 3,000 instructions per frame).
 const TRACED_FRAMES: usize = 64;
+
+/// Bursts between two of the meter's seal rehearsals (`REHEARSAL_BURSTS` in the meter; the test checks it).
+const REHEARSAL_BURSTS: usize = 256;
 
 /// What the control step increments.
 static SHARED: AtomicU64 = AtomicU64::new(0);
@@ -57,6 +61,16 @@ fn metering_takes_no_lock_and_makes_no_atomic_read_modify_write() {
     worker.start(0);
     meter(&mut worker, warm, 0);
     meter(&mut worker, &rest[..start], 0);
+    // Position the meter one burst before a seal rehearsal, so that the first traced burst runs one: bursts of
+    // one frame until a rehearsal, then one burst short of the next.
+    let mut one = warm.iter().cycle();
+    let rehearsals = worker.counters().seal_rehearsals;
+    while worker.counters().seal_rehearsals == rehearsals {
+        meter(&mut worker, std::slice::from_ref(one.next().unwrap()), 0);
+    }
+    for _ in 1..REHEARSAL_BURSTS {
+        meter(&mut worker, std::slice::from_ref(one.next().unwrap()), 0);
+    }
 
     // SAFETY: the child only meters with what is already built (the other hot-path tests show that this
     // allocates nothing and makes no system call), stops itself and exits without unwinding.
@@ -99,6 +113,15 @@ fn metering_takes_no_lock_and_makes_no_atomic_read_modify_write() {
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "the traced child did not exit cleanly (wait status {status:#x})"
+    );
+
+    // The parent's worker is where the fork left the child's: its first burst of the traced frames rehearses.
+    let before = worker.counters().seal_rehearsals;
+    meter(&mut worker, &traced[..32], 0);
+    assert_eq!(
+        worker.counters().seal_rehearsals,
+        before + 1,
+        "the traced bursts must include a seal rehearsal"
     );
 
     let packets = TRACED_FRAMES as u64;

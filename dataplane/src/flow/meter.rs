@@ -37,7 +37,8 @@
 //! window takes no table. A window of a million flows evicts the seal's code from every cache level, which
 //! alone made the pause about a microsecond; so every 256 bursts the meter rehearses: it cuts a one-flow window
 //! in a private meter of its own and takes the table back, running the same code (counted in
-//! `seal_rehearsals`). When no spare table is free, [`MeterConfig::when_no_spare_table`] decides:
+//! `seal_rehearsals`); it takes the window's `Arc<EniTable>` back too, so a rehearsal changes no reference
+//! count. When no spare table is free, [`MeterConfig::when_no_spare_table`] decides:
 //! - [`SpareTableFallback::Copy`] (default, for callers that never return tables): the flows are copied out into
 //!   a [`FlowBatch`] on the worker (O(flows) pause) and the table is cleared and kept; no record changes.
 //! - [`SpareTableFallback::SkipData`] (for a plugin that returns tables): the window is sealed as a summary, its
@@ -425,6 +426,8 @@ impl Meter {
         let mut rehearsal = Meter::without_rehearsal(small, nobody)?;
         // The rehearsal's flow is on slot 0: its totals are reserved now, so no rehearsal allocates.
         rehearsal.table.reserve_enis(1);
+        // Its cuts take this reference and rehearse_seal puts it back, so no rehearsal clones or drops one.
+        rehearsal.seal_enis = Some(Arc::clone(&rehearsal.enis));
         for table in &mut rehearsal.spare_tables {
             table.reserve_enis(1);
         }
@@ -841,10 +844,14 @@ impl Meter {
         );
         small.table.add_key(&key, 64, 0);
         // The table goes straight back, unread: reading a window's flows is the exporter's work, and allocates.
-        if let Some(table) = small.cut(0).table.take() {
+        let mut window = small.cut(0);
+        if let Some(table) = window.table.take() {
             // The rehearsal meter's own table: it always fits its pool.
             let _ = small.recycle_table(table);
         }
+        // So does the window's ENI table, for the next rehearsal's cut: a rehearsal changes no reference count
+        // (an atomic read-modify-write).
+        small.seal_enis = Some(window.enis);
         self.counters.seal_rehearsals += 1;
     }
 
