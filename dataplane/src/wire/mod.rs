@@ -315,7 +315,8 @@ impl CommonIpv4 {
 /// flags 14.
 const COMMON_AFTER_MACS: usize = 36;
 
-/// Bytes [`parse_common`] needs captured in an untagged frame: MACs 12, then [`COMMON_AFTER_MACS`].
+/// Bytes [`parse_common`] needs captured in an untagged frame: MACs 12, then 36 (EtherType 2, IPv4 20, TCP up to
+/// the flags 14).
 pub const COMMON_FRAME_MIN: usize = 12 + COMMON_AFTER_MACS;
 
 /// The fast path of the meter: reads a frame of the common shape at fixed offsets, with two bounds checks and
