@@ -102,34 +102,25 @@ fn main() -> anyhow::Result<()> {
     // noise here (the hypervisor, this machine's other threads) only ever adds cycles: the ratio of the least
     // cycles of each is the steadiest figure, the median of the pairs' ratios the plainest.
     let null_flows = flows.first().copied().unwrap_or(10_000);
-    let pairs: usize = std::env::var("WORKER_PAIRS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let pairs = env_list("WORKER_PAIRS", &[3])[0].max(1);
     println!(
         "{null_flows:>9} flows, net_null0 (receive allocates, transmit frees, 64-byte frames written whole), {pairs} pairs of runs:"
     );
+    let null_run = |windows| {
+        run_loop(
+            &eal,
+            &null_port,
+            &pool,
+            Source::Null,
+            null_flows,
+            seconds,
+            windows,
+        )
+    };
     let (mut floors, mut workers, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..pairs {
-        let floor = run_loop(
-            &eal,
-            &null_port,
-            &pool,
-            Source::Null,
-            null_flows,
-            seconds,
-            None,
-        )?;
-        let worker = run_loop(
-            &eal,
-            &null_port,
-            &pool,
-            Source::Null,
-            null_flows,
-            seconds,
-            Some(60),
-        )?;
+        let floor = null_run(None)?;
+        let worker = null_run(Some(60))?;
         floor.print("receive + write + free (floor)", ghz);
         worker.print("... + the worker (burst meter, 60 s windows)", ghz);
         let (f, w) = (floor.cycles_per_packet(ghz), worker.cycles_per_packet(ghz));

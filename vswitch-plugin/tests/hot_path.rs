@@ -18,8 +18,6 @@
 
 use std::sync::atomic::Ordering;
 
-use flowlog_dataplane::flow::Action;
-use flowlog_vswitch::worker::Worker;
 use quiet::{BURSTS, CONTROL, IDLE, PHASE, Seen, WATCHED, clock, syscalls};
 
 mod quiet;
@@ -30,18 +28,6 @@ fn metering_and_sealing_allocate_nothing_make_no_system_call_and_read_no_clock()
     let (frames, enis) = quiet::generated_mix().unwrap();
     let (mut worker, _exporter_end) = quiet::sealing_worker(enis, 4).unwrap();
 
-    // One pass over the frames per second, in bursts of up to 32 through the same run builder as the poll loop
-    // and the C ABI; each later second seals the one before.
-    let pass = |worker: &mut Worker, secs: u64| {
-        for burst in frames.chunks(32) {
-            worker.poll_commands();
-            let mut runs = worker.runs();
-            for (frame, wire_len) in burst {
-                runs.push(secs, frame, *wire_len, Action::Accept);
-            }
-            runs.finish();
-        }
-    };
     worker.start(0);
     let before = worker.counters().clone();
 
@@ -59,7 +45,8 @@ fn metering_and_sealing_allocate_nothing_make_no_system_call_and_read_no_clock()
 
             PHASE.store(BURSTS, Ordering::SeqCst);
             for secs in 0..=4 {
-                pass(&mut worker, secs);
+                // One pass over the frames per second; each later second seals the one before.
+                quiet::meter(&mut worker, &frames, secs);
             }
             PHASE.store(IDLE, Ordering::SeqCst);
 

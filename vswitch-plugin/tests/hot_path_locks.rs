@@ -18,9 +18,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use flowlog_dataplane::flow::Action;
 use flowlog_dataplane::wire::{Family, parse, parse_common};
-use flowlog_vswitch::worker::Worker;
 
 mod quiet;
 
@@ -38,18 +36,6 @@ const REHEARSAL_BURSTS: usize = 256;
 /// What the control step increments.
 static SHARED: AtomicU64 = AtomicU64::new(0);
 
-/// Meters `frames` in bursts of up to 32 at `secs`, as the poll loop and the C ABI do.
-fn meter(worker: &mut Worker, frames: &[quiet::Frame], secs: u64) {
-    for burst in frames.chunks(32) {
-        worker.poll_commands();
-        let mut runs = worker.runs();
-        for (frame, wire_len) in burst {
-            runs.push(secs, frame, *wire_len, Action::Accept);
-        }
-        runs.finish();
-    }
-}
-
 #[test]
 fn metering_takes_no_lock_and_makes_no_atomic_read_modify_write() {
     let (frames, enis) = quiet::generated_mix().unwrap();
@@ -59,17 +45,17 @@ fn metering_takes_no_lock_and_makes_no_atomic_read_modify_write() {
     let traced = &rest[start..start + TRACED_FRAMES];
     let sealing = &rest[start + TRACED_FRAMES..start + TRACED_FRAMES + 8];
     worker.start(0);
-    meter(&mut worker, warm, 0);
-    meter(&mut worker, &rest[..start], 0);
+    quiet::meter(&mut worker, warm, 0);
+    quiet::meter(&mut worker, &rest[..start], 0);
     // Position the meter one burst before a seal rehearsal, so that the first traced burst runs one: bursts of
     // one frame until a rehearsal, then one burst short of the next.
     let mut one = warm.iter().cycle();
     let rehearsals = worker.counters().seal_rehearsals;
     while worker.counters().seal_rehearsals == rehearsals {
-        meter(&mut worker, std::slice::from_ref(one.next().unwrap()), 0);
+        quiet::meter(&mut worker, std::slice::from_ref(one.next().unwrap()), 0);
     }
     for _ in 1..REHEARSAL_BURSTS {
-        meter(&mut worker, std::slice::from_ref(one.next().unwrap()), 0);
+        quiet::meter(&mut worker, std::slice::from_ref(one.next().unwrap()), 0);
     }
 
     // SAFETY: the child only meters with what is already built (the other hot-path tests show that this
@@ -91,9 +77,9 @@ fn metering_takes_no_lock_and_makes_no_atomic_read_modify_write() {
             stop();
             SHARED.fetch_add(1, Ordering::SeqCst);
             stop();
-            meter(&mut worker, traced, 0);
+            quiet::meter(&mut worker, traced, 0);
             stop();
-            meter(&mut worker, sealing, 1);
+            quiet::meter(&mut worker, sealing, 1);
             stop();
         }));
         // SAFETY: as above.
@@ -117,7 +103,7 @@ fn metering_takes_no_lock_and_makes_no_atomic_read_modify_write() {
 
     // The parent's worker is where the fork left the child's: its first burst of the traced frames rehearses.
     let before = worker.counters().seal_rehearsals;
-    meter(&mut worker, &traced[..32], 0);
+    quiet::meter(&mut worker, &traced[..32], 0);
     assert_eq!(
         worker.counters().seal_rehearsals,
         before + 1,

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use flowlog_vswitch::dpdk::{Burst, Eal, Mempool, Port, PortConfig, Socket, TscClock};
+use flowlog_vswitch::dpdk::TscClock;
 use flowlog_vswitch::standalone::PollLoop;
 use quiet::{BURSTS, IDLE, PHASE, Seen, WATCHED, clock, syscalls};
 
@@ -32,23 +32,7 @@ fn the_poll_loop_reads_the_tsc_once_per_poll_and_makes_no_system_call() -> anyho
     quiet::log_everything();
     let (frames, enis) = quiet::generated_mix()?;
 
-    let eal = Eal::init(&dpdk_common::eal_args(
-        "--lcores=0@(0-1),1@(0-1)",
-        &["--vdev=net_ring0".to_string()],
-    ))?;
-    let pool = Mempool::new(
-        &eal,
-        "quiet",
-        16_383,
-        256,
-        Mempool::DEFAULT_DATA_ROOM,
-        Socket::Any,
-    )?;
-    let mut port = Port::by_name(&eal, "net_ring0")?;
-    port.configure(&PortConfig::default(), &pool)?;
-    port.start()?;
-    let rx = port.rx_queue(0)?;
-    let mut tx = port.tx_queue(0)?;
+    let mut ring = dpdk_common::ring_loop("quiet")?;
 
     let (worker, _exporter_end) = quiet::sealing_worker(enis, 8)?;
     let clock_now = TscClock::calibrate().context("TSC")?;
@@ -58,9 +42,9 @@ fn the_poll_loop_reads_the_tsc_once_per_poll_and_makes_no_system_call() -> anyho
 
     {
         let (stop, supervisor, result) = (stop.clone(), supervisor.clone(), result.clone());
-        eal.launch(1, move || {
+        ring.eal.launch(1, move || {
             // Built here, off the watch: building allocates the loop's context.
-            let poll = PollLoop::new(worker, vec![rx], stop, clock_now);
+            let poll = PollLoop::new(worker, vec![ring.rx], stop, clock_now);
             let outcome = supervisor
                 .watch_this_thread()
                 .and_then(|()| clock::trap_this_thread(true, STEP))
@@ -80,30 +64,19 @@ fn the_poll_loop_reads_the_tsc_once_per_poll_and_makes_no_system_call() -> anyho
 
     // Feed the ring until the loop has read the TSC READS times.
     let deadline = Instant::now() + Duration::from_secs(120);
-    let mut next = frames.iter().cycle();
-    let mut burst = Burst::new();
+    let mut next = frames.iter().map(|(frame, _)| frame.as_slice()).cycle();
     while clock::READS[BURSTS].load(Ordering::SeqCst) < READS {
         ensure!(
             Instant::now() < deadline,
             "the poll loop read the TSC only {} times in 120 s",
             clock::READS[BURSTS].load(Ordering::SeqCst)
         );
-        for _ in 0..32 {
-            let Ok(mut mbuf) = pool.alloc() else {
-                break;
-            };
-            let (frame, _) = next.next().context("no frame")?;
-            if mbuf.append(frame).is_err() || burst.push(mbuf).is_err() {
-                break;
-            }
-        }
-        tx.tx_burst(&mut burst);
-        burst.free_all();
+        dpdk_common::send(&ring.pool, &mut ring.tx, &mut next);
         std::thread::yield_now();
     }
     PHASE.store(IDLE, Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
-    eal.wait(1)?;
+    ring.eal.wait(1)?;
     let (meter, looped) = result
         .lock()
         .unwrap()

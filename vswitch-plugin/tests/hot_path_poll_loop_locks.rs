@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::{Context, ensure};
 use flowlog_dataplane::flow::{EniTable, Meter, MeterConfig, SpareTableFallback};
-use flowlog_vswitch::dpdk::{Burst, Eal, Mempool, Port, PortConfig, Socket, TscClock};
+use flowlog_vswitch::dpdk::TscClock;
 use flowlog_vswitch::export::link;
 use flowlog_vswitch::standalone::PollLoop;
 use flowlog_vswitch::worker::Worker;
@@ -143,23 +143,7 @@ fn child(
     enis: Arc<EniTable>,
     mut tid_out: std::fs::File,
 ) -> anyhow::Result<()> {
-    let eal = Eal::init(&dpdk_common::eal_args(
-        "--lcores=0@(0-1),1@(0-1)",
-        &["--vdev=net_ring0".to_string()],
-    ))?;
-    let pool = Mempool::new(
-        &eal,
-        "locks",
-        16_383,
-        256,
-        Mempool::DEFAULT_DATA_ROOM,
-        Socket::Any,
-    )?;
-    let mut port = Port::by_name(&eal, "net_ring0")?;
-    port.configure(&PortConfig::default(), &pool)?;
-    port.start()?;
-    let rx = port.rx_queue(0)?;
-    let mut tx = port.tx_queue(0)?;
+    let mut ring = dpdk_common::ring_loop("locks")?;
 
     // Windows longer than the test: no seal while traced.
     let meter = Meter::new(
@@ -173,8 +157,8 @@ fn child(
     let worker = Worker::new(meter, end);
     let clock = TscClock::calibrate().context("TSC")?;
     let stop = Arc::new(AtomicBool::new(false));
-    eal.launch(1, move || {
-        let poll = PollLoop::new(worker, vec![rx], stop, clock);
+    ring.eal.launch(1, move || {
+        let poll = PollLoop::new(worker, vec![ring.rx], stop, clock);
         // SAFETY: the calling thread's id.
         let tid = unsafe { libc::gettid() };
         if tid_out.write_all(&tid.to_ne_bytes()).is_err() {
@@ -187,20 +171,9 @@ fn child(
         0
     })?;
 
-    let mut next = frames.iter().cycle();
-    let mut burst = Burst::new();
+    let mut next = frames.iter().map(|(frame, _)| frame.as_slice()).cycle();
     loop {
-        for _ in 0..32 {
-            let Ok(mut mbuf) = pool.alloc() else {
-                break;
-            };
-            let (frame, _) = next.next().context("no frame")?;
-            if mbuf.append(frame).is_err() || burst.push(mbuf).is_err() {
-                break;
-            }
-        }
-        tx.tx_burst(&mut burst);
-        burst.free_all();
+        dpdk_common::send(&ring.pool, &mut ring.tx, &mut next);
         std::thread::yield_now();
         // The exporter's end stays alive with the worker.
         std::hint::black_box(&exporter_end);

@@ -426,8 +426,9 @@ impl Meter {
         let mut rehearsal = Meter::without_rehearsal(small, nobody)?;
         // The rehearsal's flow is on slot 0: its totals are reserved now, so no rehearsal allocates.
         rehearsal.table.reserve_enis(1);
-        // Its cuts take this reference and rehearse_seal puts it back, so no rehearsal clones or drops one.
-        rehearsal.seal_enis = Some(Arc::clone(&rehearsal.enis));
+        // Its cuts take the reference prepared here and rehearse_seal puts it back, so no rehearsal clones or
+        // drops one.
+        rehearsal.prepare_seal();
         for table in &mut rehearsal.spare_tables {
             table.reserve_enis(1);
         }

@@ -116,3 +116,63 @@ pub fn frames(count: u32, epoch: u32) -> Vec<Frame> {
         })
         .collect()
 }
+
+/// A started `net_ring0` port, whose transmit feeds its receive, on a two-lcore EAL (lcore 1 free to run on
+/// either CPU), with a pool of 16,383 mbufs and queue 0 each way: what the poll-loop tests run
+/// `standalone::PollLoop` over ([`send`] feeds it). Keep `port` as long as the queues.
+pub struct RingLoop {
+    pub eal: flowlog_vswitch::dpdk::Eal,
+    pub pool: flowlog_vswitch::dpdk::Mempool,
+    pub port: flowlog_vswitch::dpdk::Port,
+    pub rx: flowlog_vswitch::dpdk::RxQueue,
+    pub tx: flowlog_vswitch::dpdk::TxQueue,
+}
+
+/// Starts a [`RingLoop`] whose pool is named `pool`.
+pub fn ring_loop(pool: &str) -> anyhow::Result<RingLoop> {
+    use flowlog_vswitch::dpdk::{Eal, Mempool, Port, PortConfig, Socket};
+    let eal = Eal::init(&eal_args(
+        "--lcores=0@(0-1),1@(0-1)",
+        &["--vdev=net_ring0".to_string()],
+    ))?;
+    let pool = Mempool::new(
+        &eal,
+        pool,
+        16_383,
+        256,
+        Mempool::DEFAULT_DATA_ROOM,
+        Socket::Any,
+    )?;
+    let mut port = Port::by_name(&eal, "net_ring0")?;
+    port.configure(&PortConfig::default(), &pool)?;
+    port.start()?;
+    let rx = port.rx_queue(0)?;
+    let tx = port.tx_queue(0)?;
+    Ok(RingLoop {
+        eal,
+        pool,
+        port,
+        rx,
+        tx,
+    })
+}
+
+/// Sends up to 32 of `frames` into `tx` as fresh mbufs of `pool`; frees what the full ring refuses (the poll loop
+/// is behind).
+pub fn send<'f>(
+    pool: &flowlog_vswitch::dpdk::Mempool,
+    tx: &mut flowlog_vswitch::dpdk::TxQueue,
+    frames: &mut impl Iterator<Item = &'f [u8]>,
+) {
+    let mut burst = flowlog_vswitch::dpdk::Burst::new();
+    for frame in frames.take(32) {
+        let Ok(mut mbuf) = pool.alloc() else {
+            break;
+        };
+        if mbuf.append(frame).is_err() || burst.push(mbuf).is_err() {
+            break;
+        }
+    }
+    tx.tx_burst(&mut burst);
+    burst.free_all();
+}

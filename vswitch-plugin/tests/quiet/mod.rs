@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use flowlog_dataplane::flow::{EniTable, Meter, MeterConfig, SpareTableFallback};
+use flowlog_dataplane::flow::{Action, EniTable, Meter, MeterConfig, SpareTableFallback};
 use flowlog_vswitch::config::load_enis;
 use flowlog_vswitch::export::{WorkerLink, link};
 use flowlog_vswitch::pcap::PcapReader;
@@ -66,6 +66,19 @@ pub fn sealing_worker(
     )?;
     let (end, exporter_end) = link(64, spare_tables + 1);
     Ok((Worker::new(meter, end), exporter_end))
+}
+
+/// Meters `frames` at `secs` in bursts of up to 32, through the same run builder as the poll loop and the C ABI,
+/// taking the exporter's commands before each burst as the poll loop does.
+pub fn meter(worker: &mut Worker, frames: &[Frame], secs: u64) {
+    for burst in frames.chunks(32) {
+        worker.poll_commands();
+        let mut runs = worker.runs();
+        for (frame, wire_len) in burst {
+            runs.push(secs, frame, *wire_len, Action::Accept);
+        }
+        runs.finish();
+    }
 }
 
 /// What the watched thread is doing: nothing counted, the control step, or the work under test.

@@ -177,6 +177,16 @@ impl Tracer {
         Ok(bytes[..n as usize].to_vec())
     }
 
+    /// The instructions a stretch ran, by mapped file. Read it while the process lives.
+    pub fn by_file(&self, stretch: &Stretch) -> std::collections::BTreeMap<String, u64> {
+        let addresses: Vec<u64> = stretch.runs.keys().copied().collect();
+        let mut files = std::collections::BTreeMap::new();
+        for (&address, (file, _)) in addresses.iter().zip(self.places_each(&addresses)) {
+            *files.entry(file).or_default() += stretch.runs.get(&address).copied().unwrap_or(0);
+        }
+        files
+    }
+
     /// Where each distinct address lies, as (the mapped file, the offset in that file): `readelf -l` gives the
     /// address `addr2line` wants for it. Read it while the process lives.
     pub fn places(&self, addresses: &[u64]) -> Vec<(String, u64)> {
@@ -197,18 +207,6 @@ impl Tracer {
                     .unwrap_or_else(|| ("[unmapped]".to_owned(), a))
             })
             .collect()
-    }
-}
-
-impl Tracer {
-    /// The instructions a stretch ran, by mapped file. Read it while the process lives.
-    pub fn by_file(&self, stretch: &Stretch) -> std::collections::BTreeMap<String, u64> {
-        let addresses: Vec<u64> = stretch.runs.keys().copied().collect();
-        let mut files = std::collections::BTreeMap::new();
-        for (&address, (file, _)) in addresses.iter().zip(self.places_each(&addresses)) {
-            *files.entry(file).or_default() += stretch.runs.get(&address).copied().unwrap_or(0);
-        }
-        files
     }
 }
 
