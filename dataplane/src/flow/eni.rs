@@ -404,6 +404,24 @@ struct MacIndex {
 
 const MAC_PRESENT: u64 = 1 << 63;
 const MAC_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
+/// The 48 bits of a MAC in a little-endian `u64` of its bytes.
+const MAC_BITS: u64 = (1 << 48) - 1;
+
+/// A MAC as the [`MacLookup`] keys it: its six bytes read little-endian (what one 8-byte load of a frame's MAC
+/// and the two bytes after it gives, masked), with [`MAC_PRESENT`] set.
+#[inline]
+fn mac_key(mac: MacAddr) -> u64 {
+    let [a, b, c, d, e, f] = mac.0;
+    u64::from_le_bytes([a, b, c, d, e, f, 0, 0]) | MAC_PRESENT
+}
+
+/// The MAC at `offset` of `frame` as [`MacLookup::lookup_raw`] takes it, with one 8-byte load: `None` unless the
+/// frame holds 8 bytes there.
+#[inline]
+pub(crate) fn raw_mac_at(frame: &[u8], offset: usize) -> Option<u64> {
+    let bytes = frame.get(offset..)?.first_chunk::<8>()?;
+    Some(u64::from_le_bytes(*bytes) & MAC_BITS)
+}
 
 impl MacIndex {
     fn new(entries: &[(MacAddr, u32)]) -> Self {
@@ -414,7 +432,7 @@ impl MacIndex {
         };
         let mask = size - 1;
         for &(mac, slot) in entries {
-            let key = mac.to_u64() | MAC_PRESENT;
+            let key = mac_key(mac);
             let mut i = index.view().home(key);
             while let Some(cell) = index.cells.get_mut(i) {
                 if cell.0 == 0 {
@@ -454,7 +472,17 @@ impl MacLookup<'_> {
     /// The captured ENI whose MAC is `mac` (see [`EniTable::lookup`]).
     #[inline]
     pub(crate) fn lookup(self, mac: MacAddr) -> Option<EniSlot> {
-        let key = mac.to_u64() | MAC_PRESENT;
+        self.find(mac_key(mac))
+    }
+
+    /// [`MacLookup::lookup`] of a MAC read by [`raw_mac_at`].
+    #[inline]
+    pub(crate) fn lookup_raw(self, raw: u64) -> Option<EniSlot> {
+        self.find(raw | MAC_PRESENT)
+    }
+
+    #[inline]
+    fn find(self, key: u64) -> Option<EniSlot> {
         let mask = self.cells.len().wrapping_sub(1);
         let mut i = self.home(key);
         // Bounded by the table size; in practice one or two probes (at most half full).

@@ -55,17 +55,19 @@
 //! # Hot path
 //! [`Meter::account_burst`] handles a [`Burst`] of up to [`MAX_BURST`] frames at one time, in passes, so that the
 //! cache misses of different packets overlap instead of queuing up:
-//! 1. it reads each frame of the common shape (IPv4 without options, untagged or with one 802.1Q tag, not a
-//!    fragment, not VXLAN) at fixed offsets without a loop ([`crate::wire::parse_common`]) into a small array on
-//!    the stack, and any other frame with the full parser into a preallocated slot, out of line: the frames'
-//!    first cache lines load back to back, so their misses overlap;
-//! 2. it attributes each frame in order (fragment table, two MAC lookups) and builds its hashed table keys (one
-//!    or two per packet) into a preallocated scratch array: the packets are read back long after they were
-//!    written, so no load waits on a store in flight. The MAC lookup, the table's hashing secrets and the
-//!    per-frame counters live in registers for the burst (a `Stager` split off the meter), not reloaded through
-//!    the meter per packet;
-//! 3. [`FlowTable::update_burst`] loads every bucket, then every candidate entry, then updates in order;
-//! 4. it counts what the table refused, and touches the few lines a seal needs (so the seal finds them cached).
+//! 1. it prefetches every frame's first cache line (a prefetch retires at once: the misses of a NIC's frames
+//!    overlap, and none is waited on here);
+//! 2. it attributes each frame in order. A frame of the common shape (IPv4 without options, untagged or with
+//!    one 802.1Q tag, not a fragment, not VXLAN) is read at fixed offsets without a loop
+//!    ([`crate::wire::parse_common`]), its two MACs looked up with one 8-byte load each; any other frame goes
+//!    through the full parser and the fragment table, out of line. Each attribution (one or two per packet)
+//!    is staged as a hashed table key into a preallocated scratch array, writing only the words its key uses.
+//!    The MAC lookup, the table's hashing secrets and the per-frame counters stay in a `Stager` split off the
+//!    meter for the burst, not reloaded through the meter per packet;
+//! 3. [`FlowTable::update_burst`] prefetches every home bucket, then finds each candidate entry and prefetches
+//!    it, then updates in order;
+//! 4. it counts what the table refused (only when the table says it refused any), and touches the few lines a
+//!    seal needs (so the seal finds them cached).
 //!
 //! Nothing per packet allocates, locks, touches a shared atomic, calls the system, logs or reads a clock.
 //! [`Meter::account`] is the same path for one frame, without the passes (replay, the C ABI). Allocation happens
@@ -77,8 +79,9 @@ use std::sync::Arc;
 
 use super::burst::{Burst, MAX_BURST};
 use super::counters::MeterCounters;
-use super::eni::{EniSlot, EniTable, MacLookup};
+use super::eni::{EniSlot, EniTable, MacLookup, raw_mac_at};
 use super::fragment::{FragmentOutcome, FragmentTable};
+use super::hint::prefetch;
 use super::key::{Action, Direction};
 use super::table::{
     AddOutcome, DEFAULT_SEED, FlowBatch, FlowTable, FlowUpdate, Keyer, MAX_FLOW_CAPACITY,
@@ -120,75 +123,35 @@ struct Stager<'m> {
     tally: Tally,
 }
 
-/// The counters every frame adds to, for one burst.
+/// The counters every frame adds to, for one burst (frames and attributions are counted at its end).
 #[derive(Default)]
 struct Tally {
-    frames: u64,
     frame_bytes: u64,
     ip_packets: u64,
-    attributed: u64,
     attributed_bytes: u64,
     unattributed: u64,
 }
 
-/// A frame the full parser read: the outcome, and the packet when it is `Ok`.
-type Slot = (Result<(), Discard>, Packet);
-
-/// The first pass over frame `index` of a burst: [`parse_common`]'s reading, or `None` when the full parser read it
-/// into `slots[index]` instead.
-#[inline(always)]
-fn read_frame(
-    frame: &[u8],
-    wire_len: usize,
-    slots: &mut [Slot],
-    index: usize,
-) -> Option<CommonIpv4> {
-    let common = parse_common(frame, wire_len);
-    if common.is_none() {
-        parse_full(frame, wire_len, slots, index);
-    }
-    common
-}
-
-/// Parses a frame of another shape than the common one into `slots[index]`, out of line (the common frame's
-/// loop stays small). The first pass of a burst does it, and the second reads the packet long after these stores,
-/// so no load waits on a store still in flight.
-#[inline(never)]
-fn parse_full(frame: &[u8], wire_len: usize, slots: &mut [Slot], index: usize) {
-    // A burst holds at most MAX_BURST frames, the number of slots.
-    if let Some((outcome, packet)) = slots.get_mut(index) {
-        *outcome = parse_into(frame, wire_len, packet);
-    }
-}
-
 impl Stager<'_> {
-    /// Counts one frame and stages its attributions in the scratch array. `common` is [`parse_common`]'s
-    /// reading of the frame: a frame of the common shape is attributed from it, any other from its slot
-    /// `packets[index]`, which [`parse_full`] filled.
+    /// Counts one frame and stages its attributions in the scratch array: a frame of the common shape from
+    /// [`parse_common`]'s reading, any other through the full parser, out of line.
     #[inline(always)]
-    fn frame(
-        &mut self,
-        now: u64,
-        frame: &[u8],
-        wire_len: usize,
-        action: Action,
-        common: Option<&CommonIpv4>,
-        (packets, index): (&[Slot], usize),
-    ) {
-        self.tally.frames += 1;
+    fn frame(&mut self, now: u64, frame: &[u8], wire_len: usize, action: Action) {
         self.tally.frame_bytes += wire_len.max(frame.len()) as u64;
-        match common {
-            Some(c) => self.common(c, action),
-            None => self.uncommon(now, packets, index, action),
+        match parse_common(frame, wire_len) {
+            Some(c) => self.common(frame, &c, action),
+            None => self.uncommon(now, frame, wire_len, action),
         }
     }
 
     /// Attributes a frame of the common shape.
     #[inline(always)]
-    fn common(&mut self, c: &CommonIpv4, action: Action) {
+    fn common(&mut self, frame: &[u8], c: &CommonIpv4, action: Action) {
         self.tally.ip_packets += 1;
-        let src = self.macs.lookup(c.src_mac);
-        let dst = self.macs.lookup(c.dst_mac);
+        // The MACs of `c`, with one 8-byte load each: a frame of the common shape holds at least
+        // COMMON_FRAME_MIN (48) bytes, so both loads succeed.
+        let src = raw_mac_at(frame, 6).and_then(|mac| self.macs.lookup_raw(mac));
+        let dst = raw_mac_at(frame, 0).and_then(|mac| self.macs.lookup_raw(mac));
         let shared = SharedKey::v4(
             u32::from_le_bytes(c.src),
             u32::from_le_bytes(c.dst),
@@ -199,13 +162,11 @@ impl Stager<'_> {
         self.attribute(&shared, src, dst, u64::from(c.ip_len), c.tcp_flags, action);
     }
 
-    /// [`Stager::frame`] for a frame of another shape, from its slot: discards, fragments, VXLAN, IPv6.
+    /// [`Stager::frame`] for a frame of another shape, with the full parser: discards, fragments, VXLAN, IPv6.
     #[inline(never)]
-    fn uncommon(&mut self, now: u64, packets: &[Slot], index: usize, action: Action) {
-        let Some(&(outcome, mut packet)) = packets.get(index) else {
-            return;
-        };
-        match outcome {
+    fn uncommon(&mut self, now: u64, frame: &[u8], wire_len: usize, action: Action) {
+        let mut packet = Packet::default();
+        match parse_into(frame, wire_len, &mut packet) {
             Ok(()) => {}
             Err(Discard::NonIp) => {
                 self.counters.non_ip += 1;
@@ -275,26 +236,26 @@ impl Stager<'_> {
         }
         for (slot, direction) in [(src, Direction::Out), (dst, Direction::In)] {
             if let Some(slot) = slot {
-                self.tally.attributed += 1;
                 self.tally.attributed_bytes += bytes;
-                let key = self.keyer.key(shared, slot, direction, action);
                 // At most 2 * MAX_BURST attributions are staged before they are applied.
                 if let Some(update) = self.updates.get_mut(self.staged) {
-                    *update = FlowUpdate::new(key, bytes, tcp_flags);
+                    self.keyer
+                        .stage(shared, slot, direction, action, bytes, tcp_flags, update);
                     self.staged += 1;
                 }
             }
         }
     }
 
-    /// Adds the burst's sums to the meter's counters; returns how many attributions it staged.
+    /// Adds the sums of a burst of `frames` frames to the meter's counters; returns how many attributions it
+    /// staged (each one counted in `attributed`).
     #[inline]
-    fn finish(self) -> usize {
+    fn finish(self, frames: usize) -> usize {
         let (c, t) = (self.counters, self.tally);
-        c.frames += t.frames;
+        c.frames += frames as u64;
         c.frame_bytes += t.frame_bytes;
         c.ip_packets += t.ip_packets;
-        c.attributed += t.attributed;
+        c.attributed += self.staged as u64;
         c.attributed_bytes += t.attributed_bytes;
         c.unattributed += t.unattributed;
         self.staged
@@ -399,8 +360,6 @@ pub struct Meter {
     spare_batches: Vec<FlowBatch>,
     /// Scratch of the burst being accounted (capacity `2 * MAX_BURST`: two attributions per frame).
     updates: Box<[FlowUpdate; 2 * MAX_BURST]>,
-    /// What the full parser made of the burst's frames of another shape than the common one, by frame index.
-    packets: Box<[Slot; MAX_BURST]>,
     /// `enis`, cloned ahead for the next seal (the clone's atomic increment stays out of the seal's pause).
     seal_enis: Option<Arc<EniTable>>,
     counters: MeterCounters,
@@ -470,7 +429,6 @@ impl Meter {
             pending: VecDeque::new(),
             spare_batches: Vec::new(),
             updates: Box::new([FlowUpdate::UNUSED; 2 * MAX_BURST]),
-            packets: Box::new([(Ok(()), Packet::default()); MAX_BURST]),
             seal_enis: None,
             counters: MeterCounters::default(),
             rehearsal: None,
@@ -543,17 +501,9 @@ impl Meter {
         if self.roll_to(now_secs, out) {
             self.counters.late += 1;
         }
-        let common = read_frame(frame, wire_len, &mut self.packets[..], 0);
-        let (mut stager, packets) = self.stager();
-        stager.frame(
-            now_secs,
-            frame,
-            wire_len,
-            action,
-            common.as_ref(),
-            (packets, 0),
-        );
-        let staged = stager.finish();
+        let mut stager = self.stager();
+        stager.frame(now_secs, frame, wire_len, action);
+        let staged = stager.finish(1);
         self.apply_now(staged);
     }
 
@@ -568,28 +518,24 @@ impl Meter {
         if self.roll_to(now_secs, out) {
             self.counters.late += burst.len() as u64;
         }
-        // Read every frame of the common shape first (their first lines load back to back, so the cache misses
-        // overlap), then attribute each frame in order.
-        let mut common = [None; MAX_BURST];
-        for (index, ((frame, wire_len, _), slot)) in burst.iter().zip(common.iter_mut()).enumerate()
-        {
-            *slot = read_frame(frame, wire_len, &mut self.packets[..], index);
+        // Start loading every frame's first line, so that their cache misses overlap; then attribute each frame
+        // in order.
+        for (frame, _, _) in burst.iter() {
+            if let Some(first) = frame.first() {
+                prefetch(first);
+            }
         }
-        let (mut stager, packets) = self.stager();
-        for (index, ((frame, wire_len, action), c)) in burst.iter().zip(common.iter()).enumerate() {
-            stager.frame(
-                now_secs,
-                frame,
-                wire_len,
-                action,
-                c.as_ref(),
-                (packets, index),
-            );
+        let mut stager = self.stager();
+        for (frame, wire_len, action) in burst.iter() {
+            stager.frame(now_secs, frame, wire_len, action);
         }
-        let staged = stager.finish();
+        let staged = stager.finish(burst.len());
         let updates = self.updates.get_mut(..staged).unwrap_or_default();
+        let refused = self.table.refused();
         self.table.update_burst(updates);
-        count_outcomes(&mut self.counters, updates);
+        if self.table.refused() != refused {
+            count_outcomes(&mut self.counters, updates);
+        }
         self.counters.table_occupancy = self.table.len() as u64;
         self.prepare_seal();
         self.bursts_unrehearsed += 1;
@@ -757,10 +703,10 @@ impl Meter {
         false
     }
 
-    /// What attributing this burst's packets needs, split off the meter, and the packet slots it reads.
+    /// What attributing this burst's packets needs, split off the meter.
     #[inline]
-    fn stager(&mut self) -> (Stager<'_>, &[Slot]) {
-        let stager = Stager {
+    fn stager(&mut self) -> Stager<'_> {
+        Stager {
             macs: self.enis.macs(),
             keyer: self.table.keyer(),
             updates: &mut self.updates,
@@ -768,8 +714,7 @@ impl Meter {
             fragments: &mut self.fragments,
             counters: &mut self.counters,
             tally: Tally::default(),
-        };
-        (stager, &self.packets[..])
+        }
     }
 
     /// Applies the staged attributions of one frame to the flow table at once (no pipeline).

@@ -10,6 +10,7 @@ mod burst;
 mod counters;
 mod eni;
 mod fragment;
+mod hint;
 mod key;
 mod meter;
 mod table;

@@ -36,16 +36,15 @@
 //! (after 4 billion clears) every bucket is rewritten once.
 //!
 //! # Burst pipeline
-//! [`FlowTable::update_burst`] takes a burst of hashed keys ([`FlowUpdate`]) and works in four passes: (1) it
-//! loads every key's home bucket, the loads issued back to back so the CPU overlaps their cache and TLB misses;
-//! (2) in the now-cached buckets it finds each key's first tag match (loading the overflow bucket of a full
-//! bucket without one); (3) it loads every candidate entry, again back to back; (4) it updates or inserts, in
+//! [`FlowTable::update_burst`] takes a burst of hashed keys ([`FlowUpdate`]) and works in three passes: (1) it
+//! prefetches every key's home bucket, so the CPU overlaps their cache and TLB misses; (2) in the now-cached
+//! buckets it finds each key's first tag match (the seven tags compared at once, SSE2 on x86-64) and prefetches
+//! that candidate entry (or the overflow bucket of a full bucket without one); (3) it updates or inserts, in
 //! order: a candidate that holds the key is updated directly, anything else (a new flow, a tag collision, an
-//! overflowed key, a flow inserted earlier in the same burst) takes the ordinary probe. The first three passes
-//! only warm the cache, so the result always equals one [`FlowTable::add_key`] per update in order. Stable Rust
-//! offers no safe prefetch instruction (`core::arch::x86_64::_mm_prefetch` needs `unsafe`,
-//! `std::hint::prefetch_read` is unstable on 1.95) and this crate forbids `unsafe`: hence real loads, whose
-//! values are folded into a `black_box` so they are not optimised away.
+//! overflowed key, a flow inserted earlier in the same burst) takes the ordinary probe. The first two passes
+//! only warm the cache, so the result always equals one [`FlowTable::add_key`] per update in order. The
+//! prefetches are `safe_arch`'s safe wrapper of `_mm_prefetch` (this crate forbids `unsafe`); unlike the plain
+//! loads the passes used before, a prefetch retires at once, so no pass waits on a miss.
 //!
 //! # Per-ENI totals
 //! The table also keeps, per ENI slot, the packets and bytes it recorded and the ones it refused (full,
@@ -64,6 +63,7 @@
 use std::fmt;
 
 use super::eni::EniSlot;
+use super::hint::prefetch;
 use super::key::{Action, Direction, FlowKey};
 use super::window::SkipCounts;
 use crate::wire::{AddrBytes, Family};
@@ -223,16 +223,40 @@ impl AddOutcome {
 }
 
 /// A flow key in a table's internal form, with its hash: build it with [`FlowTable::key`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct TableKey {
-    /// Compact: `[addresses, eni|ports, protocol|meta, 0, 0, 0]`; long: `[src, src, dst, dst, eni|ports,
-    /// protocol|meta]`.
+    /// Compact: `[addresses, eni|ports, protocol|meta]`, the other three words not part of the key (a staged
+    /// update does not write them); long: `[src, src, dst, dst, eni|ports, protocol|meta]`.
     words: [u64; 6],
     long: bool,
     hash: u64,
 }
 
+impl PartialEq for TableKey {
+    fn eq(&self, other: &TableKey) -> bool {
+        self.long == other.long && self.hash == other.hash && self.used() == other.used()
+    }
+}
+
+impl Eq for TableKey {}
+
+impl fmt::Debug for TableKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TableKey")
+            .field("words", &self.used())
+            .field("long", &self.long)
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
 impl TableKey {
+    /// The words that make the key.
+    fn used(&self) -> &[u64] {
+        let n = if self.long { 6 } else { 3 };
+        self.words.get(..n).unwrap_or(&self.words)
+    }
+
     /// The key's hash under the table's seed.
     pub fn hash(&self) -> u64 {
         self.hash
@@ -366,6 +390,40 @@ impl Keyer {
                 hash,
             }
         }
+    }
+}
+
+impl Keyer {
+    /// Stages one attribution into `update`, as `*update = FlowUpdate::new(self.key(..), bytes, tcp_flags)`
+    /// does, writing only what the burst's passes read: a compact key's three unused words are left as they
+    /// were, and the home bucket is [`FlowTable::load_buckets`]' to set.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(crate) fn stage(
+        &self,
+        shared: &SharedKey,
+        eni: EniSlot,
+        direction: Direction,
+        action: Action,
+        bytes: u64,
+        tcp_flags: u8,
+        update: &mut FlowUpdate,
+    ) {
+        let key = self.key(shared, eni, direction, action);
+        if key.long {
+            update.key.words = key.words;
+        } else if let (Some(to), Some(from)) = (
+            update.key.words.first_chunk_mut::<3>(),
+            key.words.first_chunk::<3>(),
+        ) {
+            *to = *from;
+        }
+        update.key.long = key.long;
+        update.key.hash = key.hash;
+        update.bytes = bytes;
+        update.tcp_flags = tcp_flags;
+        update.outcome = AddOutcome::Pending;
+        update.candidate = NO_ENTRY;
     }
 }
 
@@ -531,8 +589,8 @@ struct Tables {
     secrets: [u64; 4],
     /// Per-ENI packets and bytes of the window, by slot.
     totals: Vec<EniTotals>,
-    /// Whether any update was applied since the last clear (flows or skipped packets).
-    traffic: bool,
+    /// Updates refused (table full, counters saturated) since the last clear.
+    refused: u64,
 }
 
 /// The seed of [`FlowTable::with_capacity`].
@@ -567,7 +625,7 @@ impl FlowTable {
                 seed,
                 secrets: secrets(seed),
                 totals: Vec::new(),
-                traffic: false,
+                refused: 0,
             }),
         })
     }
@@ -622,7 +680,7 @@ impl FlowTable {
     }
 
     /// Applies a burst of updates in order, setting each [`FlowUpdate::outcome`]; the same result as one
-    /// [`FlowTable::add_key`] per update, with the buckets and entries of the whole burst loaded first (see
+    /// [`FlowTable::add_key`] per update, with the buckets and entries of the whole burst prefetched first (see
     /// the module docs). The same as [`FlowTable::load_buckets`], [`FlowTable::load_entries`] and
     /// [`FlowTable::apply_loaded`] in a row.
     pub fn update_burst(&mut self, updates: &mut [FlowUpdate]) {
@@ -631,29 +689,26 @@ impl FlowTable {
         self.apply_loaded(updates);
     }
 
-    /// Pipeline pass 1: computes each update's home bucket and loads it (loads issued back to back). Changes no
-    /// flow. A caller that does other work before [`FlowTable::load_entries`] hides the buckets' latency.
+    /// Pipeline pass 1: computes each update's home bucket and prefetches it. Changes no flow. A caller that does
+    /// other work before [`FlowTable::load_entries`] hides the buckets' latency.
     pub fn load_buckets(&self, updates: &mut [FlowUpdate]) {
         let n = self.t.buckets.len();
-        let mut touched = 0u32;
         for update in updates.iter_mut() {
             let home = bucket_index(update.key.hash, n);
             // n <= MAX_FLOW_CAPACITY < 2^32.
             update.bucket = home as u32;
             if let Some(bucket) = self.t.buckets.get(home) {
-                touched ^= bucket.epoch;
+                prefetch(bucket);
             }
         }
-        std::hint::black_box(touched);
     }
 
-    /// Pipeline passes 2 and 3, after [`FlowTable::load_buckets`] on the same updates: finds each update's first
-    /// tag match in its (cached) home bucket, loading the overflow bucket of a full bucket without one, then
-    /// loads every candidate entry (back to back). Changes no flow.
+    /// Pipeline pass 2, after [`FlowTable::load_buckets`] on the same updates: finds each update's first
+    /// tag match in its (now cached) home bucket and prefetches that candidate entry, or prefetches the overflow
+    /// bucket of a full bucket without a match. Changes no flow.
     pub fn load_entries(&self, updates: &mut [FlowUpdate]) {
         let n = self.t.buckets.len();
         let epoch = self.t.epoch;
-        let mut touched = 0u32;
         for update in updates.iter_mut() {
             update.candidate = NO_ENTRY;
             if let Some(bucket) = self.t.buckets.get(update.bucket as usize) {
@@ -662,24 +717,18 @@ impl FlowTable {
                     && let Some(&reference) = bucket.refs.get(matches.trailing_zeros() as usize)
                 {
                     update.candidate = reference;
+                    prefetch_entry(&self.t.lines, reference);
                 } else if bucket.epoch == epoch && bucket.len as usize == SLOTS_PER_BUCKET {
                     let next = update.bucket as usize + 1;
                     if let Some(b) = self.t.buckets.get(if next == n { 0 } else { next }) {
-                        touched ^= b.epoch;
+                        prefetch(b);
                     }
                 }
             }
         }
-        let mut words = 0u64;
-        for update in updates.iter() {
-            if update.candidate != NO_ENTRY {
-                words ^= first_word(&self.t.lines, update.candidate);
-            }
-        }
-        std::hint::black_box((touched, words));
     }
 
-    /// Pipeline pass 4, after [`FlowTable::load_buckets`] (and usually [`FlowTable::load_entries`]) on the same
+    /// Pipeline pass 3, after [`FlowTable::load_buckets`] (and usually [`FlowTable::load_entries`]) on the same
     /// updates, with no [`FlowTable::clear`] in between: applies them in order, setting each outcome. A
     /// candidate entry holding the key is updated directly; anything else (a new flow, a tag collision, an
     /// overflowed key, a flow inserted since the candidate was found) takes the full probe, so the result is
@@ -779,12 +828,19 @@ impl FlowTable {
         AddOutcome::Full
     }
 
+    /// [`FlowTable::reserve_enis`] out of line, for [`FlowTable::count`].
+    #[cold]
+    #[inline(never)]
+    fn reserve_more(&mut self, slots: usize) {
+        self.reserve_enis(slots);
+    }
+
     /// Adds one packet's outcome to its ENI's totals.
     #[inline]
     fn count(&mut self, eni: EniSlot, bytes: u64, outcome: AddOutcome) {
         if eni.index() >= self.t.totals.len() {
             // Only when the caller did not reserve the slot (the meter always does).
-            self.reserve_enis(eni.index() + 1);
+            self.reserve_more(eni.index() + 1);
         }
         let Some(totals) = self.t.totals.get_mut(eni.index()) else {
             return;
@@ -794,8 +850,8 @@ impl FlowTable {
             totals.recorded.add(counts);
         } else {
             totals.skipped.add(counts);
+            self.t.refused += 1;
         }
-        self.t.traffic = true;
     }
 
     /// Per-ENI totals of the window, by slot (see [`FlowTable::reserve_enis`]).
@@ -803,9 +859,16 @@ impl FlowTable {
         &self.t.totals
     }
 
-    /// Whether any packet was applied since the last clear (recorded or skipped).
+    /// Whether any packet was applied since the last clear (recorded or skipped): a recorded packet is in a
+    /// flow.
     pub fn has_traffic(&self) -> bool {
-        self.t.traffic
+        !self.is_empty() || self.t.refused != 0
+    }
+
+    /// Updates refused since the last clear ([`AddOutcome::Full`] or [`AddOutcome::Saturated`]): a caller that
+    /// sees it unchanged across [`FlowTable::update_burst`] knows every update of the burst was counted.
+    pub fn refused(&self) -> u64 {
+        self.t.refused
     }
 
     /// Appends every flow to `out` (O(flows), a sequential scan of the arena); the table is unchanged.
@@ -842,9 +905,9 @@ impl FlowTable {
     /// Empties the table: O(1) for the flows (see the module docs), O(ENIs) for the per-ENI totals when there
     /// was traffic.
     pub fn clear(&mut self) {
-        if self.t.traffic {
+        if self.has_traffic() {
             self.t.totals.fill(EniTotals::default());
-            self.t.traffic = false;
+            self.t.refused = 0;
         }
         self.t.short_len = 0;
         self.t.long_len = 0;
@@ -933,11 +996,35 @@ fn tag_matches(bucket: &Bucket, epoch: u32, tag: u32) -> u32 {
     } else {
         0
     };
+    tag_bits(&bucket.tags, tag) & ((1u32 << len) - 1)
+}
+
+/// Bit `i` set when `tags[i] == tag`: two 4-lane compares (lanes 0-3 and 3-6).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn tag_bits(tags: &[u32; SLOTS_PER_BUCKET], tag: u32) -> u32 {
+    use safe_arch::{cast_to_m128_from_m128i, cmp_eq_mask_i32_m128i, m128i, move_mask_m128};
+    // Both chunks always exist (7 tags): one 16-byte load each.
+    let (Some(&low), Some(&high)) = (tags.first_chunk::<4>(), tags.last_chunk::<4>()) else {
+        return 0;
+    };
+    let splat = safe_arch::set_splat_i32_m128i(tag as i32);
+    let low = cmp_eq_mask_i32_m128i(m128i::from(low), splat);
+    let high = cmp_eq_mask_i32_m128i(m128i::from(high), splat);
+    let low = move_mask_m128(cast_to_m128_from_m128i(low)) as u32;
+    let high = move_mask_m128(cast_to_m128_from_m128i(high)) as u32;
+    low | high << 3
+}
+
+/// Bit `i` set when `tags[i] == tag`.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline(always)]
+fn tag_bits(tags: &[u32; SLOTS_PER_BUCKET], tag: u32) -> u32 {
     let mut matches = 0u32;
-    for (i, &t) in bucket.tags.iter().enumerate() {
+    for (i, &t) in tags.iter().enumerate() {
         matches |= u32::from(t == tag) << i;
     }
-    matches & ((1u32 << len) - 1)
+    matches
 }
 
 /// Bucket of `hash`: its high 32 bits scaled to `0..n` (n < 2^32).
@@ -966,7 +1053,7 @@ fn secrets(seed: u64) -> [u64; 4] {
 }
 
 /// Updates the entry behind `reference` if it holds `key`; `None` when it holds another key.
-#[inline]
+#[inline(always)]
 fn update_entry(
     lines: &mut [Line],
     reference: u32,
@@ -1085,19 +1172,17 @@ fn short_mut(lines: &mut [Line], reference: u32) -> Option<&mut [u64; 4]> {
         .get_mut((reference % 2) as usize)
 }
 
-/// The first word of the entry behind `reference` (0 if out of range), to load its line.
+/// Prefetches the line of the entry behind `reference` (nothing if out of range).
 #[inline]
-fn first_word(lines: &[Line], reference: u32) -> u64 {
-    let (line, word) = if reference & LONG != 0 {
-        ((reference & !LONG) as usize, 0)
+fn prefetch_entry(lines: &[Line], reference: u32) {
+    let line = if reference & LONG != 0 {
+        (reference & !LONG) as usize
     } else {
-        ((reference / 2) as usize, (reference % 2) as usize * 4)
+        (reference / 2) as usize
     };
-    lines
-        .get(line)
-        .and_then(|l| l.0.get(word))
-        .copied()
-        .unwrap_or(0)
+    if let Some(l) = lines.get(line) {
+        prefetch(l);
+    }
 }
 
 fn decode_meta(meta: u64) -> (Direction, Action) {
