@@ -347,12 +347,22 @@ fn run_loop(
         if let Some(w) = worker.as_mut() {
             w.start(clock.now_secs());
         }
+        // As flowlog-vswitch's poll loop: one TSC read per poll, and the cycles from one poll to the next are the
+        // previous poll's.
+        let (mut poll_tsc, mut previous) = (tsc0, 0u64);
         loop {
             let now_tsc = tsc();
             if now_tsc >= deadline {
                 break;
             }
+            if let Some(w) = worker.as_mut()
+                && previous > 0
+            {
+                w.record_cycles(now_tsc.wrapping_sub(poll_tsc), previous);
+            }
+            poll_tsc = now_tsc;
             let n = rx.rx_burst(&mut burst);
+            previous = n as u64;
             for i in 0..n {
                 if let Some(frame) = burst.data_mut(i) {
                     if source == Source::Null
@@ -379,7 +389,6 @@ fn run_loop(
                     let _ = frames.push(mbuf.data(), mbuf.pkt_len() as usize, Action::Accept);
                 }
                 w.account_burst(secs, &frames);
-                w.record_cycles(tsc().wrapping_sub(now_tsc), n as u64);
             }
             packets += n as u64;
             while !burst.is_empty() {

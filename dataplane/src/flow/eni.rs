@@ -9,7 +9,9 @@
 //!   reference the slot has been sealed and rendered (e.g. removed more than two intervals plus the export
 //!   delay ago).
 //! - [`EniTable::lookup`] is the per-packet path: one multiply, a few probes in an open-addressing array of
-//!   `(u64, u32)` pairs kept at most half full, no hashing of strings, no allocation.
+//!   `(u64, u32)` pairs kept at most a quarter full (a MAC that is no captured ENI's, such as a gateway's, ends
+//!   its probe at the first empty cell: 1.4 probes on average, against 2.5 at half full), no hashing of
+//!   strings, no allocation.
 //! - Among the captured ENIs, ids and MACs are unique (else [`EniTableError`]).
 //!
 //! # Design
@@ -394,8 +396,8 @@ impl EniTableBuilder {
     }
 }
 
-/// Open-addressing MAC -> slot map; keys are the MAC as u64 with a marker bit, 0 meaning empty; at most half
-/// full, so a probe sequence always meets an empty cell.
+/// Open-addressing MAC -> slot map; keys are the MAC's bytes as a little-endian u64 with a marker bit, 0
+/// meaning empty; at most a quarter full, so a probe sequence always meets an empty cell, and soon.
 #[derive(Debug, Clone)]
 struct MacIndex {
     cells: Vec<(u64, u32)>,
@@ -425,7 +427,7 @@ pub(crate) fn raw_mac_at(frame: &[u8], offset: usize) -> Option<u64> {
 
 impl MacIndex {
     fn new(entries: &[(MacAddr, u32)]) -> Self {
-        let size = (entries.len() * 2).next_power_of_two().max(16);
+        let size = (entries.len() * 4).next_power_of_two().max(16);
         let mut index = MacIndex {
             cells: vec![(0, 0); size],
             shift: 64 - size.trailing_zeros(),
@@ -485,7 +487,7 @@ impl MacLookup<'_> {
     fn find(self, key: u64) -> Option<EniSlot> {
         let mask = self.cells.len().wrapping_sub(1);
         let mut i = self.home(key);
-        // Bounded by the table size; in practice one or two probes (at most half full).
+        // Bounded by the table size; in practice one or two probes (at most a quarter full).
         for _ in 0..self.cells.len() {
             let &(k, slot) = self.cells.get(i)?;
             if k == key {
