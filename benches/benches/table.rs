@@ -24,8 +24,6 @@ use flowlog_dataplane::flow::{
 };
 use flowlog_dataplane::wire::{Family, v4_mapped};
 
-/// The receive-and-free floor of one worker on `net_null`, cycles per packet (benches/README.md).
-const RX_FREE_FLOOR_CYCLES: f64 = 38.2;
 /// ENIs of the meter runs.
 const ENIS: u32 = 16;
 
@@ -49,11 +47,11 @@ fn main() -> anyhow::Result<()> {
 
     println!(
         "\n(b) the meter on 64-byte IPv4 TCP frames in memory ({ENIS} ENIs, one attribution per packet), \
-         {packets} packets, best of {runs}; the worker projection adds the net_null receive-and-free floor \
-         ({RX_FREE_FLOOR_CYCLES} cycles/packet)"
+         {packets} packets, best of {runs} (the whole worker against its receive-and-free floor, both measured \
+         in one run, is benches/worker.rs)"
     );
     for &n in &meter_flows {
-        meter_runs(n, packets, runs, ghz)?;
+        meter_runs(n, packets, runs)?;
     }
 
     println!(
@@ -389,7 +387,7 @@ fn meter_config(flows: usize) -> MeterConfig {
     MeterConfig::new(60, flows + flows / 8)
 }
 
-fn meter_runs(n: usize, packets: usize, runs: usize, ghz: f64) -> anyhow::Result<()> {
+fn meter_runs(n: usize, packets: usize, runs: usize) -> anyhow::Result<()> {
     let enis = eni_table()?;
     let bytes = frames(n, packets);
     let count = packets as u64;
@@ -431,14 +429,6 @@ fn meter_runs(n: usize, packets: usize, runs: usize, ghz: f64) -> anyhow::Result
     report_line("meter, account_burst", count, burst);
     report_line("meter, account (one frame at a time)", count, single);
     report_line("touch each frame only (in-memory floor)", count, floor);
-    let meter_cycles = ns_per(burst, count) * ghz;
-    let worker = meter_cycles + RX_FREE_FLOOR_CYCLES;
-    println!(
-        "    -> worker projection: {meter_cycles:.0} + {RX_FREE_FLOOR_CYCLES} = {worker:.0} cycles/packet = {:.1} \
-         Mpps per core at {ghz:.2} GHz ({:.2}x the receive-and-free floor)",
-        ghz * 1e3 / worker,
-        worker / RX_FREE_FLOOR_CYCLES
-    );
     Ok(())
 }
 
