@@ -63,7 +63,8 @@
 //!    through the full parser and the fragment table, out of line. Each attribution (one or two per packet)
 //!    is staged as a hashed table key into a preallocated scratch array, writing only the words its key uses.
 //!    The MAC lookup, the table's hashing secrets and the per-frame counters stay in a `Stager` split off the
-//!    meter for the burst, not reloaded through the meter per packet;
+//!    meter for the burst, not reloaded through the meter per packet; the out-of-line slow path is a function
+//!    given only what it needs (not the stager), so the compiler can keep the stager in registers;
 //! 3. [`FlowTable::update_burst`] prefetches every home bucket, then finds each candidate entry and prefetches
 //!    it, then updates in order;
 //! 4. it counts what the table refused (only when the table says it refused any), and touches the few lines a
@@ -132,6 +133,80 @@ struct Tally {
     unattributed: u64,
 }
 
+/// What [`read_uncommon`] read of an IP packet: its attributions' shared key, ENIs and counts.
+struct Uncommon {
+    shared: SharedKey,
+    src: Option<EniSlot>,
+    dst: Option<EniSlot>,
+    bytes: u64,
+    tcp_flags: u8,
+}
+
+/// Reads a frame of another shape than the common one with the full parser (discards, fragments, VXLAN,
+/// IPv6), counting what is not an attribution's; `None` for a frame that is not an IP packet.
+#[inline(never)]
+fn read_uncommon(
+    now: u64,
+    frame: &[u8],
+    wire_len: usize,
+    macs: MacLookup<'_>,
+    fragments: &mut FragmentTable,
+    counters: &mut MeterCounters,
+) -> Option<Uncommon> {
+    let mut packet = Packet::default();
+    match parse_into(frame, wire_len, &mut packet) {
+        Ok(()) => {}
+        Err(Discard::NonIp) => {
+            counters.non_ip += 1;
+            return None;
+        }
+        Err(Discard::Malformed(reason)) => {
+            counters.count_malformed(reason);
+            return None;
+        }
+    };
+    if packet.vni.is_some() {
+        counters.vxlan_decapsulated += 1;
+    }
+    if packet.fragment.is_some() {
+        resolve_fragment(fragments, counters, &mut packet, now);
+    }
+    Some(Uncommon {
+        shared: SharedKey::new(
+            packet.family,
+            &packet.src,
+            &packet.dst,
+            packet.src_port,
+            packet.dst_port,
+            packet.protocol,
+        ),
+        src: macs.lookup(packet.src_mac),
+        dst: macs.lookup(packet.dst_mac),
+        bytes: u64::from(packet.ip_len),
+        tcp_flags: packet.tcp_flags,
+    })
+}
+
+fn resolve_fragment(
+    fragments: &mut FragmentTable,
+    counters: &mut MeterCounters,
+    packet: &mut Packet,
+    now: u64,
+) {
+    match fragments.resolve(packet, now) {
+        FragmentOutcome::NotFragment => {}
+        FragmentOutcome::First { evicted } => {
+            counters.fragments_first += 1;
+            counters.fragment_evictions += u64::from(evicted);
+        }
+        FragmentOutcome::Matched => counters.fragments_non_first += 1,
+        FragmentOutcome::Unmatched => {
+            counters.fragments_non_first += 1;
+            counters.fragments_unmatched += 1;
+        }
+    }
+}
+
 impl Stager<'_> {
     /// Counts one frame and stages its attributions in the scratch array: a frame of the common shape from
     /// [`parse_common`]'s reading, any other through the full parser, out of line.
@@ -140,7 +215,20 @@ impl Stager<'_> {
         self.tally.frame_bytes += wire_len.max(frame.len()) as u64;
         match parse_common(frame, wire_len) {
             Some(c) => self.common(frame, &c, action),
-            None => self.uncommon(now, frame, wire_len, action),
+            None => {
+                // Out of line, and given only what it needs: the stager itself stays in registers.
+                if let Some(u) = read_uncommon(
+                    now,
+                    frame,
+                    wire_len,
+                    self.macs,
+                    self.fragments,
+                    self.counters,
+                ) {
+                    self.tally.ip_packets += 1;
+                    self.attribute(&u.shared, u.src, u.dst, u.bytes, u.tcp_flags, action);
+                }
+            }
         }
     }
 
@@ -160,63 +248,6 @@ impl Stager<'_> {
             c.protocol,
         );
         self.attribute(&shared, src, dst, u64::from(c.ip_len), c.tcp_flags, action);
-    }
-
-    /// [`Stager::frame`] for a frame of another shape, with the full parser: discards, fragments, VXLAN, IPv6.
-    #[inline(never)]
-    fn uncommon(&mut self, now: u64, frame: &[u8], wire_len: usize, action: Action) {
-        let mut packet = Packet::default();
-        match parse_into(frame, wire_len, &mut packet) {
-            Ok(()) => {}
-            Err(Discard::NonIp) => {
-                self.counters.non_ip += 1;
-                return;
-            }
-            Err(Discard::Malformed(reason)) => {
-                self.counters.count_malformed(reason);
-                return;
-            }
-        };
-        self.tally.ip_packets += 1;
-        if packet.vni.is_some() {
-            self.counters.vxlan_decapsulated += 1;
-        }
-        if packet.fragment.is_some() {
-            self.resolve_fragment(&mut packet, now);
-        }
-        let src = self.macs.lookup(packet.src_mac);
-        let dst = self.macs.lookup(packet.dst_mac);
-        let shared = SharedKey::new(
-            packet.family,
-            &packet.src,
-            &packet.dst,
-            packet.src_port,
-            packet.dst_port,
-            packet.protocol,
-        );
-        self.attribute(
-            &shared,
-            src,
-            dst,
-            u64::from(packet.ip_len),
-            packet.tcp_flags,
-            action,
-        );
-    }
-
-    fn resolve_fragment(&mut self, packet: &mut Packet, now: u64) {
-        match self.fragments.resolve(packet, now) {
-            FragmentOutcome::NotFragment => {}
-            FragmentOutcome::First { evicted } => {
-                self.counters.fragments_first += 1;
-                self.counters.fragment_evictions += u64::from(evicted);
-            }
-            FragmentOutcome::Matched => self.counters.fragments_non_first += 1,
-            FragmentOutcome::Unmatched => {
-                self.counters.fragments_non_first += 1;
-                self.counters.fragments_unmatched += 1;
-            }
-        }
     }
 
     /// Stages the packet's attributions: `out` for the source ENI, `in` for the destination ENI.
