@@ -43,8 +43,8 @@
 //! order: a candidate that holds the key is updated directly, anything else (a new flow, a tag collision, an
 //! overflowed key, a flow inserted earlier in the same burst) takes the ordinary probe. The first two passes
 //! only warm the cache, so the result always equals one [`FlowTable::add_key`] per update in order. The
-//! prefetches are `safe_arch`'s safe wrapper of `_mm_prefetch` (this crate forbids `unsafe`); unlike the plain
-//! loads the passes used before, a prefetch retires at once, so no pass waits on a miss.
+//! prefetches are `safe_arch`'s safe wrapper of `_mm_prefetch` (this crate forbids `unsafe`): unlike a load, a
+//! prefetch retires at once, so no pass waits on a miss.
 //!
 //! # Per-ENI totals
 //! The table also keeps, per ENI slot, the packets and bytes it recorded and the ones it refused (full,
@@ -710,13 +710,13 @@ impl FlowTable {
         let n = self.t.buckets.len();
         let epoch = self.t.epoch;
         for update in updates.iter_mut() {
-            update.candidate = NO_ENTRY;
+            let mut candidate = NO_ENTRY;
             if let Some(bucket) = self.t.buckets.get(update.bucket as usize) {
                 let matches = tag_matches(bucket, epoch, update.key.hash as u32);
                 if matches != 0
                     && let Some(&reference) = bucket.refs.get(matches.trailing_zeros() as usize)
                 {
-                    update.candidate = reference;
+                    candidate = reference;
                     prefetch_entry(&self.t.lines, reference);
                 } else if bucket.epoch == epoch && bucket.len as usize == SLOTS_PER_BUCKET {
                     let next = update.bucket as usize + 1;
@@ -725,6 +725,7 @@ impl FlowTable {
                     }
                 }
             }
+            update.candidate = candidate;
         }
     }
 
@@ -1020,6 +1021,16 @@ fn tag_bits(tags: &[u32; SLOTS_PER_BUCKET], tag: u32) -> u32 {
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 #[inline(always)]
 fn tag_bits(tags: &[u32; SLOTS_PER_BUCKET], tag: u32) -> u32 {
+    tag_bits_portable(tags, tag)
+}
+
+/// [`tag_bits`] one tag at a time: the other targets' version, and the SSE2 version's reference in the tests.
+#[cfg_attr(
+    all(target_arch = "x86_64", target_feature = "sse2", not(test)),
+    allow(dead_code)
+)]
+#[inline(always)]
+fn tag_bits_portable(tags: &[u32; SLOTS_PER_BUCKET], tag: u32) -> u32 {
     let mut matches = 0u32;
     for (i, &t) in tags.iter().enumerate() {
         matches |= u32::from(t == tag) << i;
@@ -1261,6 +1272,26 @@ mod tests {
     use super::*;
     use crate::flow::{Action, Direction, EniSlot};
     use crate::wire::{Family, v4_mapped};
+
+    #[test]
+    fn tag_bits_matches_the_portable_version() {
+        // Every tag of every slot, a tag in several slots, and no match.
+        let tags: [u32; SLOTS_PER_BUCKET] = [7, 1, 7, 3, 7, 5, 0xffff_ffff];
+        for tag in [0, 1, 3, 5, 7, 9, 0xffff_ffff] {
+            assert_eq!(
+                tag_bits(&tags, tag),
+                tag_bits_portable(&tags, tag),
+                "tag {tag}"
+            );
+        }
+        for slot in 0..SLOTS_PER_BUCKET {
+            let mut one = [0u32; SLOTS_PER_BUCKET];
+            one[slot] = 42;
+            assert_eq!(tag_bits(&one, 42), 1 << slot);
+            assert_eq!(tag_bits_portable(&one, 42), 1 << slot);
+        }
+        assert_eq!(tag_bits(&tags, 7), 0b10101);
+    }
 
     fn key(n: u32) -> FlowKey {
         FlowKey {

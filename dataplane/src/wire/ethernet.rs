@@ -25,14 +25,6 @@ const TPID_QINQ_LEGACY: u16 = 0x9100;
 pub struct MacAddr(pub [u8; 6]);
 
 impl MacAddr {
-    /// The address as the low 48 bits of a `u64` (first octet most significant).
-    #[inline]
-    pub fn to_u64(self) -> u64 {
-        // A 4-byte and a 2-byte read, matching how a MAC is copied (no overlapping wide read).
-        let [a, b, c, d, e, f] = self.0;
-        u64::from(u32::from_be_bytes([a, b, c, d])) << 16 | u64::from(u16::from_be_bytes([e, f]))
-    }
-
     /// Whether the group (multicast / broadcast) bit is set.
     pub fn is_multicast(self) -> bool {
         self.0[0] & 1 == 1
@@ -137,7 +129,6 @@ mod tests {
         assert_eq!(mac.0, [2, 0, 0, 0xe1, 0, 0x0a]);
         assert_eq!(mac.to_string(), "02:00:00:e1:00:0a");
         assert_eq!("02-00-00-E1-00-0A".parse::<MacAddr>().unwrap(), mac);
-        assert_eq!(mac.to_u64(), 0x0200_00e1_000a);
     }
 
     #[test]
