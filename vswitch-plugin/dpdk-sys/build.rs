@@ -24,6 +24,9 @@ fn main() {
             "DPDK >= 22.11 not found through pkg-config ({error}); install libdpdk-dev (scripts/setup does)"
         )),
     };
+    // `rte_eth_from_ring` (a port over an `rte_ring` of any size) lives in the ring PMD's own library, which
+    // pkg-config's list leaves to EAL's driver loading. Linking it by name maps the same file EAL later loads.
+    println!("cargo:rustc-link-lib=rte_net_ring");
     let cflags = full_cflags();
 
     let mut shim = cc::Build::new();

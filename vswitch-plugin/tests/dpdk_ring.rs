@@ -1,5 +1,6 @@
 //! `net_ring` loopback through the safe layer: frames built in mbufs are transmitted and received back intact;
-//! mbuf and pool bookkeeping (room, exhaustion, full bursts, in-use counts) and EAL's deferred cleanup.
+//! mbuf and pool bookkeeping (room, exhaustion, full bursts, in-use counts) and EAL's deferred cleanup; a loopback
+//! port over a ring of a chosen depth (`Port::loopback_ring`).
 
 mod dpdk_common;
 
@@ -184,5 +185,74 @@ fn mbuf_and_pool_limits() -> anyhow::Result<()> {
     assert_eq!(leaked_mempools(), 1);
     drop(held);
     drop(eal);
+    Ok(())
+}
+
+#[test]
+fn loopback_ring_holds_its_depth() -> anyhow::Result<()> {
+    const SLOTS: u32 = 4096;
+    let eal = Eal::init(&eal_args("0", &[]))?;
+    let pool = Mempool::new(&eal, "deep", 8191, 0, 256, Socket::Any)?;
+    for (name, slots) in [("odd", 3000), ("one", 1)] {
+        assert!(
+            matches!(
+                Port::loopback_ring(&eal, name, slots),
+                Err(DpdkError::RingPortCreate {
+                    errno: libc::EINVAL,
+                    ..
+                })
+            ),
+            "{slots} slots"
+        );
+    }
+    assert!(matches!(
+        Port::loopback_ring(&eal, "", SLOTS),
+        Err(DpdkError::InvalidName { .. })
+    ));
+    let mut port = Port::loopback_ring(&eal, "deep0", SLOTS)?;
+    assert_eq!(port.name(), "net_ring_deep0");
+    assert!(matches!(
+        Port::loopback_ring(&eal, "deep0", SLOTS),
+        Err(DpdkError::RingPortCreate { .. })
+    ));
+    assert!(matches!(
+        Port::by_name(&eal, "net_ring_deep0"),
+        Err(DpdkError::PortInUse(_))
+    ));
+    port.configure(&PortConfig::default(), &pool)?;
+    port.start()?;
+    let mut rx = port.rx_queue(0)?;
+    let mut tx = port.tx_queue(0)?;
+
+    // Transmit until the ring refuses: it takes exactly SLOTS - 1 frames, four times net_ring's 1,023.
+    let mut out = Burst::new();
+    let mut sent = 0u32;
+    loop {
+        while out.len() < BURST_SIZE {
+            let mut mbuf = pool.alloc()?;
+            mbuf.append(&frame(sent + out.len() as u32, 60))?;
+            out.push(mbuf).map_err(|_| anyhow::anyhow!("burst full"))?;
+        }
+        let took = tx.tx_burst(&mut out);
+        sent += took as u32;
+        if !out.is_empty() {
+            break;
+        }
+    }
+    out.free_all();
+    assert_eq!(sent, SLOTS - 1);
+    let mut inbound = Burst::new();
+    let mut received = 0u32;
+    while rx.rx_burst(&mut inbound) > 0 {
+        for mbuf in inbound.iter() {
+            assert_eq!(mbuf.data(), &frame(received, 60)[..], "frame {received}");
+            received += 1;
+        }
+        inbound.free_all();
+    }
+    assert_eq!(received, sent, "every frame back, in order");
+    assert_eq!(pool.in_use(), 0);
+    drop((rx, tx));
+    port.stop()?;
     Ok(())
 }

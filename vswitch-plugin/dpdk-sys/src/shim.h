@@ -11,12 +11,14 @@
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
+#include <rte_eth_ring.h>
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
 #include <rte_mempool.h>
+#include <rte_ring.h>
 #include <rte_version.h>
 
 /* Constants bindgen cannot read from their macros. */
@@ -27,6 +29,9 @@ static const uint64_t FL_ETH_RSS_UDP = RTE_ETH_RSS_UDP;
 static const uint32_t FL_LCORE_ID_ANY = LCORE_ID_ANY;
 static const int FL_SOCKET_ID_ANY = SOCKET_ID_ANY;
 static const uint32_t FL_MEMPOOL_NAMESIZE = RTE_MEMPOOL_NAMESIZE;
+static const uint32_t FL_RING_NAMESIZE = RTE_RING_NAMESIZE;
+static const unsigned int FL_RING_F_SP_ENQ = RING_F_SP_ENQ;
+static const unsigned int FL_RING_F_SC_DEQ = RING_F_SC_DEQ;
 
 /* Ethernet device fast path (rte_ethdev.h). */
 uint16_t fl_eth_rx_burst(uint16_t port_id, uint16_t queue_id, struct rte_mbuf **rx_pkts, uint16_t nb_pkts);

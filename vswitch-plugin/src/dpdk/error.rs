@@ -68,6 +68,16 @@ pub enum DpdkError {
         /// `rte_strerror(errno)`.
         message: String,
     },
+    /// `rte_ring_create` or `rte_eth_from_ring` failed.
+    #[error("cannot create ring port {name:?}: {message} (rte_errno {errno})")]
+    RingPortCreate {
+        /// The port's (and ring's) name.
+        name: String,
+        /// `rte_errno` after the call.
+        errno: i32,
+        /// `rte_strerror(errno)`.
+        message: String,
+    },
     /// The mempool has no free mbuf.
     #[error("mempool {0:?} is exhausted")]
     MempoolExhausted(String),

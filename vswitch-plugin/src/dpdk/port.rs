@@ -155,6 +155,48 @@ impl Port {
         Port::by_id(eal, id)
     }
 
+    /// Creates a port over a new ring of `slots` descriptors (a power of two; the ring holds `slots - 1` mbufs),
+    /// which is both its receive and its transmit queue: what is transmitted on the port is received on it. That
+    /// is the `net_ring` vdev's loopback, whose ring holds 1,023; a deeper ring stands for a NIC queue deep enough
+    /// to ride out a core's stall. The ring is named `name` and the port `net_ring_{name}`; DPDK's ring port never
+    /// frees the ring, which lives as long as EAL.
+    ///
+    /// # Errors
+    /// [`DpdkError::InvalidName`], [`DpdkError::RingPortCreate`] (`slots` not a power of two, no memory, the name
+    /// taken), and those of [`Port::by_id`].
+    pub fn loopback_ring(eal: &Eal, name: &str, slots: u32) -> Result<Port, DpdkError> {
+        let c_name = super::mempool::checked_name(name, dpdk_sys::FL_RING_NAMESIZE as usize - 1)?;
+        let failed = |errno: i32| DpdkError::RingPortCreate {
+            name: name.to_owned(),
+            errno,
+            message: strerror(errno),
+        };
+        if !slots.is_power_of_two() || slots < 2 {
+            return Err(failed(libc::EINVAL));
+        }
+        // SAFETY: EAL is initialised; the name is NUL-terminated and copied by DPDK; any socket is accepted.
+        let ring = unsafe {
+            dpdk_sys::rte_ring_create(
+                c_name.as_ptr(),
+                slots,
+                dpdk_sys::FL_SOCKET_ID_ANY,
+                dpdk_sys::FL_RING_F_SP_ENQ | dpdk_sys::FL_RING_F_SC_DEQ,
+            )
+        };
+        if ring.is_null() {
+            return Err(failed(super::error::rte_errno()));
+        }
+        // SAFETY: `ring` is the valid ring just created; the port takes it for the rest of the process.
+        let id = unsafe { dpdk_sys::rte_eth_from_ring(ring) };
+        let Ok(id) = u16::try_from(id) else {
+            let errno = super::error::rte_errno();
+            // SAFETY: no port took the ring (the call failed), so it is ours to free.
+            unsafe { dpdk_sys::rte_ring_free(ring) };
+            return Err(failed(errno));
+        };
+        Port::by_id(eal, id)
+    }
+
     /// The port with this id.
     ///
     /// # Errors
