@@ -7,9 +7,10 @@
 //! happens during a sealing burst or within 2 ms after it, to a stall when the worker was off its CPU (a gap of
 //! over 50 µs between two polls) up to 2 ms before. That runs twice: through a ring of 1,023 mbufs (a NIC queue
 //! of 1,024 descriptors; 2,047 mbufs circulate, warm in the caches), and through one of 262,143
-//! (`WORKER_DEEP_SLOTS`, 2^18 by default), deep enough for this VM's stalls of the worker's CPU (up to about 10 ms; 263,167
-//! mbufs circulate, 100 MB, so the worker reads every frame from memory), where the producer also catches up on
-//! up to 10 ms of traffic after it was preempted itself.//!
+//! (`WORKER_DEEP_SLOTS`, 2^18 by default), deep enough for this VM's stalls of the worker's CPU (up to about
+//! 10 ms; 263,167 mbufs circulate, 100 MB, so the worker reads every frame from memory), where the producer
+//! also catches up on up to 10 ms of traffic after it was preempted itself.
+//!
 //! `cargo bench -p flowlog-benches --bench worker` (env `WORKER_FLOWS`, default `10000,1000000`;
 //! `WORKER_SECONDS`, default 2). Real EAL (`--no-huge`) and a `net_ring` vdev, whose TX loops back to its RX: the
 //! worker lcore receives a burst, rewrites each frame's flow id (so that a few hundred mbufs carry any number of
