@@ -766,8 +766,9 @@ fn seal_under_load(
                 sums.1 += n as u64;
             }
         }
-        // Take what is still in the ring once the producer stopped.
-        while !worker_produced.load(Ordering::Acquire) {
+        // Take what is still in the ring once the producer stopped (or within a second, should it have died).
+        let deadline = tsc() + hz;
+        while !worker_produced.load(Ordering::Acquire) && tsc() < deadline {
             std::hint::spin_loop();
         }
         while rx.rx_burst(&mut burst) > 0 {
