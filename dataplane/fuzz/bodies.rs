@@ -3,7 +3,8 @@
 //! only when an invariant of the dataplane is violated: that panic is the finding.
 //!
 //! - [`parse`]: any frame and wire length give a packet or a discard; `parse` and `parse_into` agree; a packet's
-//!   IP length fits the wire; where a fast path (`parse_common`, `parse_common_v6`) reads a frame, it agrees.
+//!   IP length fits the wire; where a fast path (`parse_common`, `parse_common_tagged`,
+//!   `parse_common_v6`) reads a frame, it agrees.
 //! - [`meter`]: a stream of frames with times, a small flow table, sink refusals, tables returned or not, both
 //!   spare-table fallbacks: every frame is counted once, every attribution once across OK and SKIPDATA.
 //! - [`bursts`]: the same stream metered frame by frame and in bursts gives the same records and counters.
@@ -46,6 +47,13 @@ pub fn parse(input: &[u8]) {
             parsed,
             Ok(common.to_packet()),
             "parse_common disagrees with parse"
+        );
+    }
+    if let Some(common) = wire::parse_common_tagged(frame, wire_len) {
+        assert_eq!(
+            parsed,
+            Ok(common.to_packet()),
+            "parse_common_tagged disagrees with parse"
         );
     }
     if let Some(common) = wire::parse_common_v6(frame, wire_len) {

@@ -60,8 +60,9 @@
 //! 2. it attributes each frame in order. A frame of the common shape (IPv4 without options, untagged or with
 //!    one 802.1Q tag, not a fragment, not VXLAN) is read at fixed offsets without a loop
 //!    ([`crate::wire::parse_common`]), its two MACs looked up with one 8-byte load each; any other frame goes
-//!    out of line, where IPv6 without extension headers is read at fixed offsets too
-//!    ([`crate::wire::parse_common_v6`]) and the rest takes the full parser and the fragment table. Each attribution (one or two per packet)
+//!    out of line, where IPv4 and IPv6 (without extension headers) with up to two VLAN tags of any TPID are read
+//!    at fixed offsets too ([`crate::wire::parse_common_tagged`], [`crate::wire::parse_common_v6`]) and the rest
+//!    takes the full parser and the fragment table. Each attribution (one or two per packet)
 //!    is staged as a hashed table key into a preallocated scratch array, writing only the words its key uses.
 //!    The MAC lookup, the table's hashing secrets and the per-frame counters stay in a `Stager` split off the
 //!    meter for the burst, not reloaded through the meter per packet; the out-of-line slow path is a function
@@ -90,7 +91,10 @@ use super::table::{
     SharedKey, TableError,
 };
 use super::window::{Contents, SealSink, SealedWindow, window_start};
-use crate::wire::{CommonIpv4, Discard, Family, Packet, parse_common, parse_common_v6, parse_into};
+use crate::wire::{
+    CommonIpv4, Discard, Family, Packet, parse_common, parse_common_at, parse_common_v6_at,
+    parse_into, vlan_tag_len,
+};
 
 /// Counts what the table could not record (the table keeps the per-ENI totals itself).
 #[inline]
@@ -143,9 +147,10 @@ struct Uncommon {
     tcp_flags: u8,
 }
 
-/// Reads a frame of another shape than the common IPv4 one: IPv6 of the common shape at fixed offsets, anything
-/// else with the full parser (discards, fragments, VXLAN, extension headers, several tags), counting what is not
-/// an attribution's; `None` for a frame that is not an IP packet.
+/// Reads a frame that [`parse_common`] did not: IPv4 and IPv6 of the common shapes with up to two VLAN tags of any
+/// TPID at fixed offsets, anything else with the full parser (discards, fragments, VXLAN, IPv4 options, IPv6
+/// extension headers, more tags), counting what is not an attribution's; `None` for a frame that is not an IP
+/// packet.
 #[inline(never)]
 fn read_uncommon(
     now: u64,
@@ -155,9 +160,34 @@ fn read_uncommon(
     fragments: &mut FragmentTable,
     counters: &mut MeterCounters,
 ) -> Option<Uncommon> {
-    // IPv6 of the common shape at fixed offsets; the MACs as in `Stager::common` (the frame holds at least
-    // COMMON_V6_FRAME_MIN bytes).
-    if let Some(c) = parse_common_v6(frame, wire_len) {
+    // The common shapes at fixed offsets, with up to two VLAN tags of any TPID (QinQ): IPv4 (which
+    // `parse_common` took already without a tag or with one 802.1Q tag), then IPv6. The MACs as in
+    // `Stager::common`: a frame of either shape holds at least COMMON_FRAME_MIN bytes.
+    let tags = vlan_tag_len(frame);
+    let macs_of = || {
+        (
+            raw_mac_at(frame, 6).and_then(|mac| macs.lookup_raw(mac)),
+            raw_mac_at(frame, 0).and_then(|mac| macs.lookup_raw(mac)),
+        )
+    };
+    if let Some(c) = parse_common_at(frame, wire_len, tags) {
+        let (src, dst) = macs_of();
+        return Some(Uncommon {
+            shared: SharedKey::v4(
+                u32::from_le_bytes(c.src),
+                u32::from_le_bytes(c.dst),
+                c.src_port,
+                c.dst_port,
+                c.protocol,
+            ),
+            src,
+            dst,
+            bytes: u64::from(c.ip_len),
+            tcp_flags: c.tcp_flags,
+        });
+    }
+    if let Some(c) = parse_common_v6_at(frame, wire_len, tags) {
+        let (src, dst) = macs_of();
         return Some(Uncommon {
             shared: SharedKey::new(
                 Family::V6,
@@ -167,8 +197,8 @@ fn read_uncommon(
                 c.dst_port,
                 c.protocol,
             ),
-            src: raw_mac_at(frame, 6).and_then(|mac| macs.lookup_raw(mac)),
-            dst: raw_mac_at(frame, 0).and_then(|mac| macs.lookup_raw(mac)),
+            src,
+            dst,
             bytes: u64::from(c.ip_len),
             tcp_flags: c.tcp_flags,
         });
@@ -229,8 +259,7 @@ fn resolve_fragment(
 
 impl Stager<'_> {
     /// Counts one frame and stages its attributions in the scratch array: a frame of the common shape from
-    /// [`parse_common`]'s reading, any other out of line (IPv6 of the common shape through [`parse_common_v6`],
-    /// the rest through the full parser).
+    /// [`parse_common`]'s reading, any other out of line ([`read_uncommon`]).
     #[inline(always)]
     fn frame(&mut self, now: u64, frame: &[u8], wire_len: usize, action: Action) {
         self.tally.frame_bytes += wire_len.max(frame.len()) as u64;

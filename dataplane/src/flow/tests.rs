@@ -698,19 +698,33 @@ fn udp6_frame(src: [u8; 6], dst: [u8; 6], sport: u16) -> Vec<u8> {
     )
 }
 
-/// IPv6 frames of the common shape (the fast path) meter exactly as the same packets in QinQ frames, which take
-/// the full parser: same records, same counters.
+/// Frames of the common shapes under up to two VLAN tags (the fast paths: IPv4 in line or out of line, IPv6 out
+/// of line) meter exactly as the same packets under three tags, which take the full parser: same records, same
+/// counters.
 #[test]
-fn ipv6_fast_path_meters_as_the_full_parser() {
-    use crate::wire::parse_common_v6;
+fn fast_paths_meter_as_the_full_parser() {
     use crate::wire::tests::ipv6;
+    use crate::wire::{parse_common, parse_common_tagged, parse_common_v6};
     let (a6, b6) = ([0x20; 16], [0xfe; 16]);
-    let packets: Vec<([u8; 6], [u8; 6], Vec<u8>)> = vec![
-        (MAC_A, MAC_B, ipv6(a6, b6, 6, &tcp(40_000, 443, 0x1b, 10))),
-        (GW, MAC_A, ipv6(b6, a6, 17, &udp(53, 40_001, &[7; 20]))),
+    let (a4, b4) = ([10, 0, 0, 1], [192, 0, 2, 9]);
+    // (source MAC, destination MAC, EtherType, IP packet)
+    let packets = [
+        (
+            MAC_A,
+            MAC_B,
+            0x86dd,
+            ipv6(a6, b6, 6, &tcp(40_000, 443, 0x1b, 10)),
+        ),
+        (
+            GW,
+            MAC_A,
+            0x86dd,
+            ipv6(b6, a6, 17, &udp(53, 40_001, &[7; 20])),
+        ),
         (
             MAC_B,
             GW,
+            0x86dd,
             ipv6(
                 a6,
                 b6,
@@ -721,6 +735,7 @@ fn ipv6_fast_path_meters_as_the_full_parser() {
         (
             MAC_A,
             STRANGER,
+            0x86dd,
             ipv6(
                 a6,
                 b6,
@@ -728,55 +743,87 @@ fn ipv6_fast_path_meters_as_the_full_parser() {
                 &[0, 9, 0, 10, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
             ),
         ),
+        (
+            MAC_B,
+            MAC_A,
+            0x0800,
+            ipv4(a4, b4, 6, 1, 0x4000, &[], &tcp(40_002, 80, 0x02, 30)),
+        ),
+        (
+            STRANGER,
+            MAC_B,
+            0x0800,
+            ipv4(b4, a4, 17, 2, 0, &[], &udp(123, 123, &[1; 48])),
+        ),
+        (
+            MAC_A,
+            GW,
+            0x0800,
+            ipv4(
+                a4,
+                b4,
+                1,
+                3,
+                0,
+                &[],
+                &[8, 0, 0, 0, 0, 1, 0, 1, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5],
+            ),
+        ),
     ];
+    let stacks: [&[(u16, u16)]; 4] = [
+        &[],
+        &[(0x8100, 7)],
+        &[(0x88a8, 7)],
+        &[(0x88a8, 1), (0x8100, 7)],
+    ];
+    let three_tags = [(0x88a8, 1), (0x8100, 2), (0x8100, 7)];
     let (mut fast, mut slow) = (meter(10, 100), meter(10, 100));
     let (mut fast_out, mut slow_out) = (Vec::new(), Vec::new());
-    for tagged in [false, true] {
-        let fast_tags: &[(u16, u16)] = if tagged { &[(0x8100, 7)] } else { &[] };
+    let mut extra_bytes = 0u64;
+    for (secs, stack) in (0u64..).zip(stacks) {
         let frames: Vec<(Vec<u8>, Vec<u8>)> = packets
             .iter()
-            .map(|(src, dst, l3)| {
+            .map(|(src, dst, ethertype, l3)| {
                 (
-                    frame(eth(*dst, *src, fast_tags, 0x86dd), l3.clone()),
-                    frame(
-                        eth(*dst, *src, &[(0x88a8, 1), (0x8100, 7)], 0x86dd),
-                        l3.clone(),
-                    ),
+                    frame(eth(*dst, *src, stack, *ethertype), l3.clone()),
+                    frame(eth(*dst, *src, &three_tags, *ethertype), l3.clone()),
                 )
             })
             .collect();
         let (mut fast_burst, mut slow_burst) = (Burst::new(), Burst::new());
         for (f, q) in &frames {
-            assert!(
-                parse_common_v6(f, f.len()).is_some(),
-                "not of the common shape"
-            );
-            assert_eq!(parse_common_v6(q, q.len()), None);
+            let read = |f: &[u8]| {
+                parse_common(f, f.len()).is_some()
+                    || parse_common_tagged(f, f.len()).is_some()
+                    || parse_common_v6(f, f.len()).is_some()
+            };
+            assert!(read(f), "not of a common shape");
+            assert!(!read(q));
+            extra_bytes += 2 * (q.len() - f.len()) as u64;
             fast_burst.push(f, f.len(), Action::Accept).unwrap();
             slow_burst.push(q, q.len(), Action::Accept).unwrap();
         }
-        fast.account_burst(0, &fast_burst, &mut fast_out);
-        slow.account_burst(0, &slow_burst, &mut slow_out);
+        fast.account_burst(secs, &fast_burst, &mut fast_out);
+        slow.account_burst(secs, &slow_burst, &mut slow_out);
         // And one frame at a time.
         for (f, q) in &frames {
-            fast.account(1, f, f.len(), Action::Reject, &mut fast_out);
-            slow.account(1, q, q.len(), Action::Reject, &mut slow_out);
+            fast.account(secs, f, f.len(), Action::Reject, &mut fast_out);
+            slow.account(secs, q, q.len(), Action::Reject, &mut slow_out);
         }
     }
     fast.flush(&mut fast_out);
     slow.flush(&mut slow_out);
     let lines = record_lines(&fast_out);
-    // Four packets, five attributions (the first is between two ENIs), four times; Accept and Reject apart.
-    assert_eq!(fast.counters().attributed, 20);
+    // Seven packets, nine attributions (two are between two ENIs), under four stacks, accepted and rejected.
+    assert_eq!(fast.counters().attributed, 9 * 4 * 2);
     assert_eq!(
         lines.iter().filter(|l| l.contains("\"OK\"")).count(),
-        10,
+        9 * 2,
         "{lines:#?}"
     );
     assert_eq!(lines, record_lines(&slow_out));
     let (mut f, s) = (fast.counters().clone(), slow.counters().clone());
-    // The QinQ frames are 8 bytes longer than the untagged ones, 4 than the tagged ones; 8 frames each.
-    f.frame_bytes += 8 * 8 + 8 * 4;
+    f.frame_bytes += extra_bytes;
     assert_eq!(f, s);
 }
 

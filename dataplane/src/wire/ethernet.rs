@@ -85,6 +85,12 @@ pub(crate) struct L2 {
     pub len: usize,
 }
 
+/// Whether `ethertype` opens a VLAN tag the parser follows: 802.1Q, 802.1ad or the legacy QinQ 0x9100.
+#[inline]
+pub(crate) fn is_tpid(ethertype: u16) -> bool {
+    matches!(ethertype, TPID_8021Q | TPID_8021AD | TPID_QINQ_LEGACY)
+}
+
 /// Walks the Ethernet header and any VLAN tags of `frame`.
 #[inline]
 pub(crate) fn parse_l2(frame: &[u8]) -> Result<L2, MalformedReason> {
@@ -99,7 +105,7 @@ pub(crate) fn parse_l2(frame: &[u8]) -> Result<L2, MalformedReason> {
     let mut ethertype = u16::from_be_bytes([e0, e1]);
     let mut len = 14;
     let mut tags = 0;
-    while matches!(ethertype, TPID_8021Q | TPID_8021AD | TPID_QINQ_LEGACY) {
+    while is_tpid(ethertype) {
         if tags == MAX_VLAN_TAGS {
             return Err(MalformedReason::TooManyVlanTags);
         }

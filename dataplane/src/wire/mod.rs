@@ -6,7 +6,8 @@
 //! [`Discard::Malformed`] with a [`MalformedReason`] (SPEC.md, "Malformed").
 //! [`parse_common`] is the meter's fast path for the common frame (IPv4 without options, untagged or with one
 //! 802.1Q tag, not a fragment, not VXLAN): fixed offsets, no loop, the same answer as [`parse`] or `None`.
-//! [`parse_common_v6`] is the same for IPv6 without extension headers (TCP, UDP, SCTP or ICMPv6).
+//! [`parse_common_tagged`] is the same with up to two VLAN tags of any TPID (QinQ), and [`parse_common_v6`] the
+//! same for IPv6 without extension headers (TCP, UDP, SCTP or ICMPv6), with up to two tags.
 //!
 //! # Guarantees
 //! - Never panics, never allocates, reads each byte at most a bounded number of times: headers are read through
@@ -327,13 +328,45 @@ pub const COMMON_FRAME_MIN: usize = 12 + COMMON_AFTER_MACS;
 /// `Some(c)`, [`parse`] returns `Ok(c.to_packet())` (a property test holds the two to it).
 #[inline]
 pub fn parse_common(frame: &[u8], wire_len: usize) -> Option<CommonIpv4> {
-    let (macs, rest) = frame.split_first_chunk::<12>()?;
     // One 802.1Q tag is skipped: the VLAN is not part of a flow.
-    let tag = if rest.first_chunk::<2>() == Some(&TPID_8021Q.to_be_bytes()) {
+    let tag = if frame.get(12..14) == Some(&TPID_8021Q.to_be_bytes()) {
         4
     } else {
         0
     };
+    parse_common_at(frame, wire_len, tag)
+}
+
+/// Bytes of VLAN tags after the MACs, counting at most two tags of any of the TPIDs [`parse`] follows (802.1Q,
+/// 802.1ad, the legacy 0x9100), in any order: 0, 4 or 8. A frame with more tags also gives 8; what follows there
+/// is a TPID, which no fast path takes for an EtherType.
+#[inline]
+pub(crate) fn vlan_tag_len(frame: &[u8]) -> usize {
+    let is_tag = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .is_some_and(|t| ethernet::is_tpid(u16::from_be_bytes([t[0], t[1]])))
+    };
+    match (is_tag(12), is_tag(16)) {
+        (true, true) => 8,
+        (true, false) => 4,
+        _ => 0,
+    }
+}
+
+/// [`parse_common`] for a frame with up to two VLAN tags of any TPID [`parse`] follows (QinQ among them): the
+/// same reading, the same agreement with [`parse`]. Out of the meter's hot path, which takes the untagged and
+/// 802.1Q frames through [`parse_common`].
+#[inline]
+pub fn parse_common_tagged(frame: &[u8], wire_len: usize) -> Option<CommonIpv4> {
+    parse_common_at(frame, wire_len, vlan_tag_len(frame))
+}
+
+/// [`parse_common`] for a frame with `tag` bytes of VLAN tags after the MACs, from [`vlan_tag_len`] (any other
+/// value reads nonsense, though never out of bounds).
+#[inline(always)]
+pub(crate) fn parse_common_at(frame: &[u8], wire_len: usize, tag: usize) -> Option<CommonIpv4> {
+    let (macs, rest) = frame.split_first_chunk::<12>()?;
     let h = rest.get(tag..)?.first_chunk::<COMMON_AFTER_MACS>()?;
     // From here `h` starts at the EtherType: IPv4, version 4 with IHL 5, neither more-fragments nor an offset
     // (DF may be set).
@@ -380,8 +413,8 @@ pub fn parse_common(frame: &[u8], wire_len: usize) -> Option<CommonIpv4> {
     })
 }
 
-/// The fields of an IPv6 frame of the common shape: Ethernet untagged or with one 802.1Q tag, IPv6 whose next
-/// header is TCP, UDP, SCTP or ICMPv6 (no extension header), not VXLAN (see [`parse_common_v6`]).
+/// The fields of an IPv6 frame of the common shape: Ethernet untagged or with up to two VLAN tags, IPv6 whose
+/// next header is TCP, UDP, SCTP or ICMPv6 (no extension header), not VXLAN (see [`parse_common_v6`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommonIpv6 {
     /// Destination MAC.
@@ -432,19 +465,22 @@ const COMMON_V6_AFTER_MACS: usize = 56;
 /// to the flags 14).
 pub const COMMON_V6_FRAME_MIN: usize = 12 + COMMON_V6_AFTER_MACS;
 
-/// [`parse_common`] for IPv6: reads a frame of the common IPv6 shape at fixed offsets, with two bounds checks and
-/// no loop. `None` for anything else (extension headers, fragments, QinQ or several tags, UDP to the VXLAN port,
-/// next headers other than TCP, UDP, SCTP and ICMPv6, frames shorter than [`COMMON_V6_FRAME_MIN`] captured bytes
-/// (4 more with a tag), and every frame [`parse`] finds malformed or non-IP). Where it returns `Some(c)`,
+/// [`parse_common`] for IPv6: reads a frame of the common IPv6 shape at fixed offsets, without a loop; up to two
+/// VLAN tags of any TPID [`parse`] follows. `None` for anything else (extension headers, fragments, more tags,
+/// UDP to the VXLAN port, next headers other than TCP, UDP, SCTP and ICMPv6, frames shorter than
+/// [`COMMON_V6_FRAME_MIN`] captured bytes (4 more per tag), and every frame [`parse`] finds malformed or
+/// non-IP). Where it returns `Some(c)`,
 /// [`parse`] returns `Ok(c.to_packet())` (a property test holds the two to it).
 #[inline]
 pub fn parse_common_v6(frame: &[u8], wire_len: usize) -> Option<CommonIpv6> {
+    parse_common_v6_at(frame, wire_len, vlan_tag_len(frame))
+}
+
+/// [`parse_common_v6`] for a frame with `tag` bytes of VLAN tags after the MACs, from [`vlan_tag_len`] (any
+/// other value reads nonsense, though never out of bounds).
+#[inline]
+pub(crate) fn parse_common_v6_at(frame: &[u8], wire_len: usize, tag: usize) -> Option<CommonIpv6> {
     let (macs, rest) = frame.split_first_chunk::<12>()?;
-    let tag = if rest.first_chunk::<2>() == Some(&TPID_8021Q.to_be_bytes()) {
-        4
-    } else {
-        0
-    };
     let h = rest.get(tag..)?.first_chunk::<COMMON_V6_AFTER_MACS>()?;
     // From here `h` starts at the EtherType, the IPv6 header at h[2].
     if [h[0], h[1]] != ETHERTYPE_IPV6.to_be_bytes() || h[2] >> 4 != 6 {

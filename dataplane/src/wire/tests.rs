@@ -623,6 +623,18 @@ mod props {
     use super::*;
     use proptest::prelude::*;
 
+    /// VLAN tag stacks (TPID, VLAN) for the fast-path properties: none, one of each TPID, QinQ, a legacy double
+    /// tag, and three tags (which no fast path takes).
+    const TAG_STACKS: &[&[(u16, u16)]] = &[
+        &[],
+        &[(0x8100, 5)],
+        &[(0x88a8, 5)],
+        &[(0x9100, 5)],
+        &[(0x88a8, 1), (0x8100, 2)],
+        &[(0x9100, 1), (0x9100, 2)],
+        &[(0x88a8, 1), (0x8100, 2), (0x8100, 3)],
+    ];
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4000))]
 
@@ -665,12 +677,13 @@ mod props {
             }
         }
 
-        /// Where the fast path reads a frame, the full parser reads the same packet. The frames are of the
-        /// common shape (untagged or one 802.1Q tag) or a QinQ frame, or one byte away from it (each header field
-        /// the fast path checks), cut anywhere; the fast path reads every common one.
+        /// Where a fast path reads an IPv4 frame, the full parser reads the same packet. The frames are of the
+        /// common shape, under one of the tag stacks of `TAG_STACKS`, or one byte away from it (each header field
+        /// the fast paths check), cut anywhere. `parse_common` reads every common one without a tag or with one
+        /// 802.1Q tag, `parse_common_tagged` every one with up to two tags of any TPID.
         #[test]
         fn parse_common_agrees_with_parse(
-            tags in prop::sample::select(vec![0usize, 1, 2]),
+            stack in 0..TAG_STACKS.len(),
             protocol in prop::sample::select(vec![PROTO_TCP, PROTO_UDP, PROTO_SCTP, PROTO_ICMP, 47]),
             dport in prop::sample::select(vec![80u16, VXLAN_PORT]),
             flags_offset in prop::sample::select(vec![0u16, 0x4000, 0x2000, 0x0001, 0x8000]),
@@ -684,11 +697,7 @@ mod props {
                 PROTO_UDP => udp(1234, dport, &vec![0; payload]),
                 _ => vec![0; payload],
             };
-            let vlans: &[(u16, u16)] = match tags {
-                0 => &[],
-                1 => &[(0x8100, 5)],
-                _ => &[(0x88a8, 1), (0x8100, 2)],
-            };
+            let vlans = TAG_STACKS[stack];
             let mut f = frame(eth(MAC_B, MAC_A, vlans, 0x0800), ipv4(A4, B4, protocol, 9, flags_offset, &[], &l4));
             if let Some((at, v)) = flip
                 && let Some(b) = f.get_mut(at)
@@ -699,28 +708,35 @@ mod props {
             f.truncate(cut);
             let wire = if wire_extra == 7 { 0 } else { wire };
             let full = parse(&f, wire);
+            let refusable = f.len() < COMMON_FRAME_MIN + 4 * vlans.len()
+                || flip.is_some()
+                || flags_offset & 0x3fff != 0
+                || (protocol == PROTO_UDP && dport == VXLAN_PORT)
+                || full.is_err();
             match parse_common(&f, wire) {
-                Some(common) => prop_assert_eq!(full, Ok(common.to_packet())),
+                Some(common) => prop_assert_eq!(&full, &Ok(common.to_packet())),
                 None => prop_assert!(
-                    f.len() < COMMON_FRAME_MIN + 4 * tags
-                        || tags > 1
-                        || flip.is_some()
-                        || flags_offset & 0x3fff != 0
-                        || (protocol == PROTO_UDP && dport == VXLAN_PORT)
-                        || full.is_err(),
+                    refusable || !(vlans.is_empty() || vlans == [(0x8100, 5)]),
                     "the fast path refused a common frame: {:?}", full
+                ),
+            }
+            match parse_common_tagged(&f, wire) {
+                Some(common) => prop_assert_eq!(&full, &Ok(common.to_packet())),
+                None => prop_assert!(
+                    refusable || vlans.len() > 2,
+                    "the tagged fast path refused a common frame: {:?}", full
                 ),
             }
             prop_assert_eq!(parse_common_v6(&f, wire), None);
         }
 
         /// The same for IPv6: where the IPv6 fast path reads a frame, the full parser reads the same packet. The
-        /// frames are of the common IPv6 shape or a QinQ frame, or carry an extension header or a protocol the
-        /// fast path leaves alone, or are one byte away from it, cut anywhere; the fast path reads every common
-        /// one.
+        /// frames are of the common IPv6 shape under one of the tag stacks, or carry an extension header or a
+        /// protocol the fast path leaves alone, or are one byte away from it, cut anywhere; the fast path reads
+        /// every common one with up to two tags.
         #[test]
         fn parse_common_v6_agrees_with_parse(
-            tags in prop::sample::select(vec![0usize, 1, 2]),
+            stack in 0..TAG_STACKS.len(),
             next in prop::sample::select(vec![PROTO_TCP, PROTO_UDP, PROTO_SCTP, PROTO_ICMPV6, 0, 44, 60, 47]),
             dport in prop::sample::select(vec![80u16, VXLAN_PORT]),
             payload in 0usize..40,
@@ -736,11 +752,7 @@ mod props {
                 44 => [frag_header(PROTO_TCP, 0, false, 7), tcp(1234, dport, 0x12, payload)].concat(),
                 _ => vec![0; payload],
             };
-            let vlans: &[(u16, u16)] = match tags {
-                0 => &[],
-                1 => &[(0x8100, 5)],
-                _ => &[(0x88a8, 1), (0x8100, 2)],
-            };
+            let vlans = TAG_STACKS[stack];
             let mut f = frame(eth(MAC_B, MAC_A, vlans, 0x86dd), ipv6(A6, B6, next, &l4));
             if let Some((at, v)) = flip
                 && let Some(b) = f.get_mut(at)
@@ -754,8 +766,8 @@ mod props {
             match parse_common_v6(&f, wire) {
                 Some(common) => prop_assert_eq!(full, Ok(common.to_packet())),
                 None => prop_assert!(
-                    f.len() < COMMON_V6_FRAME_MIN + 4 * tags
-                        || tags > 1
+                    f.len() < COMMON_V6_FRAME_MIN + 4 * vlans.len()
+                        || vlans.len() > 2
                         || flip.is_some()
                         || ![PROTO_TCP, PROTO_UDP, PROTO_SCTP, PROTO_ICMPV6].contains(&next)
                         || (next == PROTO_UDP && dport == VXLAN_PORT)
@@ -763,8 +775,9 @@ mod props {
                     "the fast path refused a common frame: {:?}", full
                 ),
             }
-            // Neither fast path reads the other's frames.
+            // Neither IPv4 fast path reads the IPv6 frames.
             prop_assert_eq!(parse_common(&f, wire), None);
+            prop_assert_eq!(parse_common_tagged(&f, wire), None);
         }
     }
 }
