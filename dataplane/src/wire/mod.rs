@@ -344,8 +344,9 @@ pub fn parse_common(frame: &[u8], wire_len: usize) -> Option<CommonIpv4> {
 pub(crate) fn vlan_tag_len(frame: &[u8]) -> usize {
     let is_tag = |at: usize| {
         frame
-            .get(at..at + 2)
-            .is_some_and(|t| ethernet::is_tpid(u16::from_be_bytes([t[0], t[1]])))
+            .get(at..)
+            .and_then(<[u8]>::first_chunk::<2>)
+            .is_some_and(|t| ethernet::is_tpid(u16::from_be_bytes(*t)))
     };
     match (is_tag(12), is_tag(16)) {
         (true, true) => 8,
