@@ -470,8 +470,8 @@ pub const COMMON_V6_FRAME_MIN: usize = 12 + COMMON_V6_AFTER_MACS;
 /// VLAN tags of any TPID [`parse`] follows. `None` for anything else (extension headers, fragments, more tags,
 /// UDP to the VXLAN port, next headers other than TCP, UDP, SCTP and ICMPv6, frames shorter than
 /// [`COMMON_V6_FRAME_MIN`] captured bytes (4 more per tag), and every frame [`parse`] finds malformed or
-/// non-IP). Where it returns `Some(c)`,
-/// [`parse`] returns `Ok(c.to_packet())` (a property test holds the two to it).
+/// non-IP). Where it returns `Some(c)`, [`parse`] returns `Ok(c.to_packet())` (a property test holds the two to
+/// it).
 #[inline]
 pub fn parse_common_v6(frame: &[u8], wire_len: usize) -> Option<CommonIpv6> {
     parse_common_v6_at(frame, wire_len, vlan_tag_len(frame))
