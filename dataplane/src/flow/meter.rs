@@ -92,7 +92,7 @@ use super::table::{
 };
 use super::window::{Contents, SealSink, SealedWindow, window_start};
 use crate::wire::{
-    CommonIpv4, Discard, Family, Packet, parse_common, parse_common_at, parse_common_v6_at,
+    CommonIpv4, Discard, Packet, dot1q_tag_len, parse_common, parse_common_at, parse_common_v6_at,
     parse_into, vlan_tag_len,
 };
 
@@ -147,6 +147,27 @@ struct Uncommon {
     tcp_flags: u8,
 }
 
+impl Uncommon {
+    /// What `packet` attributes to the ENIs `src` and `dst`.
+    #[inline]
+    fn of(packet: &Packet, src: Option<EniSlot>, dst: Option<EniSlot>) -> Uncommon {
+        Uncommon {
+            shared: SharedKey::new(
+                packet.family,
+                &packet.src,
+                &packet.dst,
+                packet.src_port,
+                packet.dst_port,
+                packet.protocol,
+            ),
+            src,
+            dst,
+            bytes: u64::from(packet.ip_len),
+            tcp_flags: packet.tcp_flags,
+        }
+    }
+}
+
 /// Reads a frame that [`parse_common`] did not: IPv4 and IPv6 of the common shapes with up to two VLAN tags of any
 /// TPID at fixed offsets, anything else with the full parser (discards, fragments, VXLAN, IPv4 options, IPv6
 /// extension headers, more tags), counting what is not an attribution's; `None` for a frame that is not an IP
@@ -160,48 +181,19 @@ fn read_uncommon(
     fragments: &mut FragmentTable,
     counters: &mut MeterCounters,
 ) -> Option<Uncommon> {
-    // The common shapes at fixed offsets, with up to two VLAN tags of any TPID (QinQ): IPv4 (which
-    // `parse_common` took already without a tag or with one 802.1Q tag), then IPv6. The MACs as in
-    // `Stager::common`: a frame of either shape holds at least COMMON_FRAME_MIN bytes.
+    // The common shapes at fixed offsets, with up to two VLAN tags of any TPID (QinQ): IPv4 where its tags are
+    // not those `parse_common` already tried, then IPv6; the full parser for the rest.
     let tags = vlan_tag_len(frame);
-    let macs_of = || {
-        (
-            raw_mac_at(frame, 6).and_then(|mac| macs.lookup_raw(mac)),
-            raw_mac_at(frame, 0).and_then(|mac| macs.lookup_raw(mac)),
-        )
+    let common = if tags == dot1q_tag_len(frame) {
+        None
+    } else {
+        parse_common_at(frame, wire_len, tags).map(|c| c.to_packet())
     };
-    if let Some(c) = parse_common_at(frame, wire_len, tags) {
-        let (src, dst) = macs_of();
-        return Some(Uncommon {
-            shared: SharedKey::v4(
-                u32::from_le_bytes(c.src),
-                u32::from_le_bytes(c.dst),
-                c.src_port,
-                c.dst_port,
-                c.protocol,
-            ),
-            src,
-            dst,
-            bytes: u64::from(c.ip_len),
-            tcp_flags: c.tcp_flags,
-        });
-    }
-    if let Some(c) = parse_common_v6_at(frame, wire_len, tags) {
-        let (src, dst) = macs_of();
-        return Some(Uncommon {
-            shared: SharedKey::new(
-                Family::V6,
-                &c.src,
-                &c.dst,
-                c.src_port,
-                c.dst_port,
-                c.protocol,
-            ),
-            src,
-            dst,
-            bytes: u64::from(c.ip_len),
-            tcp_flags: c.tcp_flags,
-        });
+    if let Some(packet) = common.or_else(|| parse_common_v6_at(frame, wire_len, tags)) {
+        // The MACs as in `Stager::common`: a frame of either shape holds at least COMMON_FRAME_MIN bytes.
+        let src = raw_mac_at(frame, 6).and_then(|mac| macs.lookup_raw(mac));
+        let dst = raw_mac_at(frame, 0).and_then(|mac| macs.lookup_raw(mac));
+        return Some(Uncommon::of(&packet, src, dst));
     }
     let mut packet = Packet::default();
     match parse_into(frame, wire_len, &mut packet) {
@@ -221,20 +213,12 @@ fn read_uncommon(
     if packet.fragment.is_some() {
         resolve_fragment(fragments, counters, &mut packet, now);
     }
-    Some(Uncommon {
-        shared: SharedKey::new(
-            packet.family,
-            &packet.src,
-            &packet.dst,
-            packet.src_port,
-            packet.dst_port,
-            packet.protocol,
-        ),
-        src: macs.lookup(packet.src_mac),
-        dst: macs.lookup(packet.dst_mac),
-        bytes: u64::from(packet.ip_len),
-        tcp_flags: packet.tcp_flags,
-    })
+    // The (inner, for VXLAN) frame's MACs.
+    Some(Uncommon::of(
+        &packet,
+        macs.lookup(packet.src_mac),
+        macs.lookup(packet.dst_mac),
+    ))
 }
 
 fn resolve_fragment(

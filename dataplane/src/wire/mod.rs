@@ -328,13 +328,18 @@ pub const COMMON_FRAME_MIN: usize = 12 + COMMON_AFTER_MACS;
 /// `Some(c)`, [`parse`] returns `Ok(c.to_packet())` (a property test holds the two to it).
 #[inline]
 pub fn parse_common(frame: &[u8], wire_len: usize) -> Option<CommonIpv4> {
-    // One 802.1Q tag is skipped: the VLAN is not part of a flow.
-    let tag = if frame.get(12..14) == Some(&TPID_8021Q.to_be_bytes()) {
+    parse_common_at(frame, wire_len, dot1q_tag_len(frame))
+}
+
+/// The tag bytes [`parse_common`] skips: 4 when an 802.1Q tag follows the MACs (the VLAN is not part of a flow),
+/// else 0.
+#[inline(always)]
+pub(crate) fn dot1q_tag_len(frame: &[u8]) -> usize {
+    if frame.get(12..14) == Some(&TPID_8021Q.to_be_bytes()) {
         4
     } else {
         0
-    };
-    parse_common_at(frame, wire_len, tag)
+    }
 }
 
 /// Bytes of VLAN tags after the MACs, counting at most two tags of any of the TPIDs [`parse`] follows (802.1Q,
@@ -414,50 +419,6 @@ pub(crate) fn parse_common_at(frame: &[u8], wire_len: usize, tag: usize) -> Opti
     })
 }
 
-/// The fields of an IPv6 frame of the common shape: Ethernet untagged or with up to two VLAN tags, IPv6 whose
-/// next header is TCP, UDP, SCTP or ICMPv6 (no extension header), not VXLAN (see [`parse_common_v6`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CommonIpv6 {
-    /// Destination MAC.
-    pub dst_mac: MacAddr,
-    /// Source MAC.
-    pub src_mac: MacAddr,
-    /// Source address.
-    pub src: AddrBytes,
-    /// Destination address.
-    pub dst: AddrBytes,
-    /// IANA protocol number: TCP, UDP, SCTP or ICMPv6.
-    pub protocol: u8,
-    /// TCP/UDP/SCTP source port; 0 for ICMPv6.
-    pub src_port: u16,
-    /// TCP/UDP/SCTP destination port; 0 for ICMPv6.
-    pub dst_port: u16,
-    /// TCP flags masked with [`TCP_FLAGS_MASK`]; 0 for anything else.
-    pub tcp_flags: u8,
-    /// 40 + the payload length.
-    pub ip_len: u32,
-}
-
-impl CommonIpv6 {
-    /// The [`Packet`] that [`parse`] returns for the same frame.
-    pub fn to_packet(&self) -> Packet {
-        Packet {
-            src_mac: self.src_mac,
-            dst_mac: self.dst_mac,
-            vni: None,
-            family: Family::V6,
-            src: self.src,
-            dst: self.dst,
-            protocol: self.protocol,
-            src_port: self.src_port,
-            dst_port: self.dst_port,
-            tcp_flags: self.tcp_flags,
-            ip_len: self.ip_len,
-            fragment: None,
-        }
-    }
-}
-
 /// Bytes [`parse_common_v6`] needs captured after the MACs (and the tag): EtherType 2, IPv6 40, TCP up to the
 /// flags 14.
 const COMMON_V6_AFTER_MACS: usize = 56;
@@ -466,21 +427,21 @@ const COMMON_V6_AFTER_MACS: usize = 56;
 /// to the flags 14).
 pub const COMMON_V6_FRAME_MIN: usize = 12 + COMMON_V6_AFTER_MACS;
 
-/// [`parse_common`] for IPv6: reads a frame of the common IPv6 shape at fixed offsets, without a loop; up to two
-/// VLAN tags of any TPID [`parse`] follows. `None` for anything else (extension headers, fragments, more tags,
-/// UDP to the VXLAN port, next headers other than TCP, UDP, SCTP and ICMPv6, frames shorter than
-/// [`COMMON_V6_FRAME_MIN`] captured bytes (4 more per tag), and every frame [`parse`] finds malformed or
-/// non-IP). Where it returns `Some(c)`, [`parse`] returns `Ok(c.to_packet())` (a property test holds the two to
+/// [`parse_common`] for IPv6 without extension headers: reads a frame of the common IPv6 shape (TCP, UDP, SCTP or
+/// ICMPv6 next, not VXLAN) at fixed offsets, without a loop; up to two VLAN tags of any TPID [`parse`] follows.
+/// `None` for anything else (extension headers, fragments, more tags, UDP to the VXLAN port, other next headers,
+/// frames shorter than [`COMMON_V6_FRAME_MIN`] captured bytes (4 more per tag), and every frame [`parse`] finds
+/// malformed or non-IP). Where it returns `Some(p)`, [`parse`] returns `Ok(p)` (a property test holds the two to
 /// it).
 #[inline]
-pub fn parse_common_v6(frame: &[u8], wire_len: usize) -> Option<CommonIpv6> {
+pub fn parse_common_v6(frame: &[u8], wire_len: usize) -> Option<Packet> {
     parse_common_v6_at(frame, wire_len, vlan_tag_len(frame))
 }
 
 /// [`parse_common_v6`] for a frame with `tag` bytes of VLAN tags after the MACs, from [`vlan_tag_len`] (any
 /// other value reads nonsense, though never out of bounds).
 #[inline]
-pub(crate) fn parse_common_v6_at(frame: &[u8], wire_len: usize, tag: usize) -> Option<CommonIpv6> {
+pub(crate) fn parse_common_v6_at(frame: &[u8], wire_len: usize, tag: usize) -> Option<Packet> {
     let (macs, rest) = frame.split_first_chunk::<12>()?;
     let h = rest.get(tag..)?.first_chunk::<COMMON_V6_AFTER_MACS>()?;
     // From here `h` starts at the EtherType, the IPv6 header at h[2].
@@ -519,9 +480,11 @@ pub(crate) fn parse_common_v6_at(frame: &[u8], wire_len: usize, tag: usize) -> O
         return None;
     };
     let [d0, d1, d2, d3, d4, d5, s0, s1, s2, s3, s4, s5] = *macs;
-    Some(CommonIpv6 {
-        dst_mac: MacAddr([d0, d1, d2, d3, d4, d5]),
+    Some(Packet {
         src_mac: MacAddr([s0, s1, s2, s3, s4, s5]),
+        dst_mac: MacAddr([d0, d1, d2, d3, d4, d5]),
+        vni: None,
+        family: Family::V6,
         src,
         dst,
         protocol,
@@ -530,6 +493,7 @@ pub(crate) fn parse_common_v6_at(frame: &[u8], wire_len: usize, tag: usize) -> O
         tcp_flags,
         // ip_len <= 40 + u16::MAX.
         ip_len: ip_len as u32,
+        fragment: None,
     })
 }
 

@@ -623,6 +623,28 @@ mod props {
     use super::*;
     use proptest::prelude::*;
 
+    /// `f` with the byte at `flip.0` set to `flip.1`, cut to `cut` bytes, and its wire length: the full length
+    /// plus `wire_extra`, or 0 (taken as the captured length) when `wire_extra` is 7.
+    fn flip_and_cut(
+        mut f: Vec<u8>,
+        flip: Option<(usize, u8)>,
+        cut: usize,
+        wire_extra: usize,
+    ) -> (Vec<u8>, usize) {
+        if let Some((at, v)) = flip
+            && let Some(b) = f.get_mut(at)
+        {
+            *b = v;
+        }
+        let wire = if wire_extra == 7 {
+            0
+        } else {
+            f.len() + wire_extra
+        };
+        f.truncate(cut);
+        (f, wire)
+    }
+
     /// VLAN tag stacks (TPID, VLAN) for the fast-path properties: none, one of each TPID, QinQ, a legacy double
     /// tag, and three tags (which no fast path takes).
     const TAG_STACKS: &[&[(u16, u16)]] = &[
@@ -698,15 +720,8 @@ mod props {
                 _ => vec![0; payload],
             };
             let vlans = TAG_STACKS[stack];
-            let mut f = frame(eth(MAC_B, MAC_A, vlans, 0x0800), ipv4(A4, B4, protocol, 9, flags_offset, &[], &l4));
-            if let Some((at, v)) = flip
-                && let Some(b) = f.get_mut(at)
-            {
-                *b = v;
-            }
-            let wire = f.len() + wire_extra;
-            f.truncate(cut);
-            let wire = if wire_extra == 7 { 0 } else { wire };
+            let f = frame(eth(MAC_B, MAC_A, vlans, 0x0800), ipv4(A4, B4, protocol, 9, flags_offset, &[], &l4));
+            let (f, wire) = flip_and_cut(f, flip, cut, wire_extra);
             let full = parse(&f, wire);
             let refusable = f.len() < COMMON_FRAME_MIN + 4 * vlans.len()
                 || flip.is_some()
@@ -753,18 +768,11 @@ mod props {
                 _ => vec![0; payload],
             };
             let vlans = TAG_STACKS[stack];
-            let mut f = frame(eth(MAC_B, MAC_A, vlans, 0x86dd), ipv6(A6, B6, next, &l4));
-            if let Some((at, v)) = flip
-                && let Some(b) = f.get_mut(at)
-            {
-                *b = v;
-            }
-            let wire = f.len() + wire_extra;
-            f.truncate(cut);
-            let wire = if wire_extra == 7 { 0 } else { wire };
+            let f = frame(eth(MAC_B, MAC_A, vlans, 0x86dd), ipv6(A6, B6, next, &l4));
+            let (f, wire) = flip_and_cut(f, flip, cut, wire_extra);
             let full = parse(&f, wire);
             match parse_common_v6(&f, wire) {
-                Some(common) => prop_assert_eq!(full, Ok(common.to_packet())),
+                Some(packet) => prop_assert_eq!(full, Ok(packet)),
                 None => prop_assert!(
                     f.len() < COMMON_V6_FRAME_MIN + 4 * vlans.len()
                         || vlans.len() > 2
