@@ -4,7 +4,7 @@
 //!
 //! - [`parse`]: any frame and wire length give a packet or a discard; `parse` and `parse_into` agree; a packet's
 //!   IP length fits the wire; where a fast path (`parse_common`, `parse_common_tagged`,
-//!   `parse_common_v6`) reads a frame, it agrees.
+//!   `parse_common_v6`, `parse_common_vxlan`) reads a frame, it agrees.
 //! - [`meter`]: a stream of frames with times, a small flow table, sink refusals, tables returned or not, both
 //!   spare-table fallbacks: every frame is counted once, every attribution once across OK and SKIPDATA.
 //! - [`bursts`]: the same stream metered frame by frame and in bursts gives the same records and counters.
@@ -58,6 +58,13 @@ pub fn parse(input: &[u8]) {
     }
     if let Some(packet) = wire::parse_common_v6(frame, wire_len) {
         assert_eq!(parsed, Ok(packet), "parse_common_v6 disagrees with parse");
+    }
+    if let Some(packet) = wire::parse_common_vxlan(frame, wire_len) {
+        assert_eq!(
+            parsed,
+            Ok(packet),
+            "parse_common_vxlan disagrees with parse"
+        );
     }
 }
 

@@ -61,9 +61,11 @@
 //!    one 802.1Q tag, not a fragment, not VXLAN) is read at fixed offsets without a loop
 //!    ([`crate::wire::parse_common`]), its two MACs looked up with one 8-byte load each; any other frame goes
 //!    out of line, where IPv4 and IPv6 (without extension headers) with up to two VLAN tags of any TPID are read
-//!    at fixed offsets too ([`crate::wire::parse_common_tagged`], [`crate::wire::parse_common_v6`]) and the rest
-//!    takes the full parser and the fragment table. Each attribution (one or two per packet)
-//!    is staged as a hashed table key into a preallocated scratch array, writing only the words its key uses.
+//!    at fixed offsets too ([`crate::wire::parse_common_tagged`], [`crate::wire::parse_common_v6`]), as is VXLAN
+//!    over such IPv4 carrying an inner frame of either shape ([`crate::wire::parse_common_vxlan`], the inner
+//!    frame's MACs), and the rest takes the full parser and the fragment table. Each attribution (one or two per
+//!    packet) is staged as a hashed table key into a preallocated scratch array, writing only the words its key
+//!    uses.
 //!    The MAC lookup, the table's hashing secrets and the per-frame counters stay in a `Stager` split off the
 //!    meter for the burst, not reloaded through the meter per packet; the out-of-line slow path is a function
 //!    given only what it needs (not the stager), so the compiler can keep the stager in registers;
@@ -93,7 +95,7 @@ use super::table::{
 use super::window::{Contents, SealSink, SealedWindow, window_start};
 use crate::wire::{
     CommonIpv4, Discard, Packet, dot1q_tag_len, parse_common, parse_common_at, parse_common_v6_at,
-    parse_into, vlan_tag_len,
+    parse_into, vlan_tag_len, vxlan_v4_at,
 };
 
 /// Counts what the table could not record (the table keeps the per-ENI totals itself).
@@ -138,6 +140,18 @@ struct Tally {
     unattributed: u64,
 }
 
+/// The shared part of the keys of the IPv4 packet `c`.
+#[inline(always)]
+fn v4_key(c: &CommonIpv4) -> SharedKey {
+    SharedKey::v4(
+        u32::from_le_bytes(c.src),
+        u32::from_le_bytes(c.dst),
+        c.src_port,
+        c.dst_port,
+        c.protocol,
+    )
+}
+
 /// What [`read_uncommon`] read of an IP packet: its attributions' shared key, ENIs and counts.
 struct Uncommon {
     shared: SharedKey,
@@ -148,6 +162,18 @@ struct Uncommon {
 }
 
 impl Uncommon {
+    /// What the IPv4 packet `c` attributes to the ENIs `src` and `dst` (as [`Stager::common`] keys it).
+    #[inline]
+    fn v4(c: &CommonIpv4, src: Option<EniSlot>, dst: Option<EniSlot>) -> Uncommon {
+        Uncommon {
+            shared: v4_key(c),
+            src,
+            dst,
+            bytes: u64::from(c.ip_len),
+            tcp_flags: c.tcp_flags,
+        }
+    }
+
     /// What `packet` attributes to the ENIs `src` and `dst`.
     #[inline]
     fn of(packet: &Packet, src: Option<EniSlot>, dst: Option<EniSlot>) -> Uncommon {
@@ -169,9 +195,9 @@ impl Uncommon {
 }
 
 /// Reads a frame that [`parse_common`] did not: IPv4 and IPv6 of the common shapes with up to two VLAN tags of any
-/// TPID at fixed offsets, anything else with the full parser (discards, fragments, VXLAN, IPv4 options, IPv6
-/// extension headers, more tags), counting what is not an attribution's; `None` for a frame that is not an IP
-/// packet.
+/// TPID, and VXLAN over IPv4 carrying either, at fixed offsets; anything else with the full parser (discards,
+/// fragments, other VXLAN, IPv4 options, IPv6 extension headers, more tags), counting what is not an
+/// attribution's; `None` for a frame that is not an IP packet.
 #[inline(never)]
 fn read_uncommon(
     now: u64,
@@ -181,19 +207,47 @@ fn read_uncommon(
     fragments: &mut FragmentTable,
     counters: &mut MeterCounters,
 ) -> Option<Uncommon> {
-    // The common shapes at fixed offsets, with up to two VLAN tags of any TPID (QinQ): IPv4 where its tags are
-    // not those `parse_common` already tried, then IPv6; the full parser for the rest.
+    // The common shapes at fixed offsets, with up to two VLAN tags of any TPID (QinQ), in this frame or in the
+    // inner frame of VXLAN over IPv4 (whose MACs then count): IPv4 (unless `parse_common` already tried the same
+    // tags on this frame), then IPv6; the full parser for the rest.
     let tags = vlan_tag_len(frame);
-    let common = if tags == dot1q_tag_len(frame) {
+    let vxlan = vxlan_v4_at(frame, wire_len, tags);
+    let (l2_at, l2, l2_wire, l2_tags, tried) = match &vxlan {
+        Some(v) => (
+            v.inner_at,
+            v.inner,
+            v.inner_wire,
+            vlan_tag_len(v.inner),
+            false,
+        ),
+        None => (0, frame, wire_len, tags, tags == dot1q_tag_len(frame)),
+    };
+    // A frame of either shape holds at least COMMON_FRAME_MIN bytes from `l2_at`: both 8-byte loads succeed.
+    let ends = || {
+        (
+            raw_mac_at(frame, l2_at + 6).and_then(|mac| macs.lookup_raw(mac)),
+            raw_mac_at(frame, l2_at).and_then(|mac| macs.lookup_raw(mac)),
+        )
+    };
+    let fast = if tried {
         None
     } else {
-        parse_common_at(frame, wire_len, tags).map(|c| c.to_packet())
-    };
-    if let Some(packet) = common.or_else(|| parse_common_v6_at(frame, wire_len, tags)) {
-        // The MACs as in `Stager::common`: a frame of either shape holds at least COMMON_FRAME_MIN bytes.
-        let src = raw_mac_at(frame, 6).and_then(|mac| macs.lookup_raw(mac));
-        let dst = raw_mac_at(frame, 0).and_then(|mac| macs.lookup_raw(mac));
-        return Some(Uncommon::of(&packet, src, dst));
+        parse_common_at(l2, l2_wire, l2_tags).map(|c| {
+            let (src, dst) = ends();
+            Uncommon::v4(&c, src, dst)
+        })
+    }
+    .or_else(|| {
+        parse_common_v6_at(l2, l2_wire, l2_tags).map(|packet| {
+            let (src, dst) = ends();
+            Uncommon::of(&packet, src, dst)
+        })
+    });
+    if let Some(u) = fast {
+        if vxlan.is_some() {
+            counters.vxlan_decapsulated += 1;
+        }
+        return Some(u);
     }
     let mut packet = Packet::default();
     match parse_into(frame, wire_len, &mut packet) {
@@ -274,14 +328,14 @@ impl Stager<'_> {
         // COMMON_FRAME_MIN (48) bytes, so both loads succeed.
         let src = raw_mac_at(frame, 6).and_then(|mac| self.macs.lookup_raw(mac));
         let dst = raw_mac_at(frame, 0).and_then(|mac| self.macs.lookup_raw(mac));
-        let shared = SharedKey::v4(
-            u32::from_le_bytes(c.src),
-            u32::from_le_bytes(c.dst),
-            c.src_port,
-            c.dst_port,
-            c.protocol,
+        self.attribute(
+            &v4_key(c),
+            src,
+            dst,
+            u64::from(c.ip_len),
+            c.tcp_flags,
+            action,
         );
-        self.attribute(&shared, src, dst, u64::from(c.ip_len), c.tcp_flags, action);
     }
 
     /// Stages the packet's attributions: `out` for the source ENI, `in` for the destination ENI.

@@ -699,12 +699,14 @@ fn udp6_frame(src: [u8; 6], dst: [u8; 6], sport: u16) -> Vec<u8> {
 }
 
 /// Frames of the common shapes under up to two VLAN tags (the fast paths: IPv4 in line or out of line, IPv6 out
-/// of line) meter exactly as the same packets under three tags, which take the full parser: same records, same
-/// counters.
+/// of line), bare and inside VXLAN over IPv4 under up to two tags, meter exactly as the same packets under three
+/// (outer) tags, which take the full parser: same records, same counters.
 #[test]
 fn fast_paths_meter_as_the_full_parser() {
-    use crate::wire::tests::ipv6;
-    use crate::wire::{parse_common, parse_common_tagged, parse_common_v6};
+    use crate::wire::tests::{ipv6, vxlan_payload};
+    use crate::wire::{
+        VXLAN_PORT, parse_common, parse_common_tagged, parse_common_v6, parse_common_vxlan,
+    };
     let (a6, b6) = ([0x20; 16], [0xfe; 16]);
     let (a4, b4) = ([10, 0, 0, 1], [192, 0, 2, 9]);
     // (source MAC, destination MAC, EtherType, IP packet)
@@ -780,14 +782,37 @@ fn fast_paths_meter_as_the_full_parser() {
     let (mut fast, mut slow) = (meter(10, 100), meter(10, 100));
     let (mut fast_out, mut slow_out) = (Vec::new(), Vec::new());
     let mut extra_bytes = 0u64;
-    for (secs, stack) in (0u64..).zip(stacks) {
+    // The packets bare, then inside VXLAN (the inner frame under the next stack, the outer one under this stack
+    // or three tags), in the same windows.
+    let vxlan = |outer: &[(u16, u16)], inner: Vec<u8>| {
+        let udp = udp(40_000, VXLAN_PORT, &vxlan_payload(0x08, 77, &inner));
+        frame(
+            eth([0x02, 9, 9, 9, 9, 9], [0x02, 8, 8, 8, 8, 8], outer, 0x0800),
+            ipv4([172, 16, 0, 1], [172, 16, 0, 2], 17, 5, 0x4000, &[], &udp),
+        )
+    };
+    let rounds = (0u64..)
+        .zip(stacks)
+        .map(|(secs, stack)| (secs, stack, false));
+    let rounds = rounds.chain(
+        (0u64..)
+            .zip(stacks)
+            .map(|(secs, stack)| (secs, stack, true)),
+    );
+    for (secs, stack, in_vxlan) in rounds {
         let frames: Vec<(Vec<u8>, Vec<u8>)> = packets
             .iter()
             .map(|(src, dst, ethertype, l3)| {
-                (
-                    frame(eth(*dst, *src, stack, *ethertype), l3.clone()),
-                    frame(eth(*dst, *src, &three_tags, *ethertype), l3.clone()),
-                )
+                if in_vxlan {
+                    let inner_stack = stacks[(secs as usize + 1) % stacks.len()];
+                    let inner = frame(eth(*dst, *src, inner_stack, *ethertype), l3.clone());
+                    (vxlan(stack, inner.clone()), vxlan(&three_tags, inner))
+                } else {
+                    (
+                        frame(eth(*dst, *src, stack, *ethertype), l3.clone()),
+                        frame(eth(*dst, *src, &three_tags, *ethertype), l3.clone()),
+                    )
+                }
             })
             .collect();
         let (mut fast_burst, mut slow_burst) = (Burst::new(), Burst::new());
@@ -796,6 +821,7 @@ fn fast_paths_meter_as_the_full_parser() {
                 parse_common(f, f.len()).is_some()
                     || parse_common_tagged(f, f.len()).is_some()
                     || parse_common_v6(f, f.len()).is_some()
+                    || parse_common_vxlan(f, f.len()).is_some()
             };
             assert!(read(f), "not of a common shape");
             assert!(!read(q));
@@ -814,8 +840,10 @@ fn fast_paths_meter_as_the_full_parser() {
     fast.flush(&mut fast_out);
     slow.flush(&mut slow_out);
     let lines = record_lines(&fast_out);
-    // Seven packets, nine attributions (two are between two ENIs), under four stacks, accepted and rejected.
-    assert_eq!(fast.counters().attributed, 9 * 4 * 2);
+    // Seven packets, nine attributions (two are between two ENIs), under four stacks, bare and in VXLAN,
+    // accepted and rejected.
+    assert_eq!(fast.counters().attributed, 9 * 4 * 2 * 2);
+    assert_eq!(fast.counters().vxlan_decapsulated, 7 * 4 * 2);
     assert_eq!(
         lines.iter().filter(|l| l.contains("\"OK\"")).count(),
         9 * 2,

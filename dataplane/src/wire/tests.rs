@@ -372,7 +372,7 @@ fn ipv4_fragments() {
     assert_eq!((pk.src_port, pk.dst_port, pk.ip_len), (0, 0, 22));
 }
 
-fn vxlan_payload(flags: u8, vni: u32, inner: &[u8]) -> Vec<u8> {
+pub(crate) fn vxlan_payload(flags: u8, vni: u32, inner: &[u8]) -> Vec<u8> {
     let v = vni.to_be_bytes();
     let mut h = vec![flags, 0, 0, 0, v[1], v[2], v[3], 0];
     h.extend_from_slice(inner);
@@ -645,6 +645,16 @@ mod props {
         (f, wire)
     }
 
+    /// An L4 header and payload for the fast-path properties: TCP or UDP from port 1234 to `dport`, or `payload`
+    /// zero bytes.
+    fn l4_of(protocol: u8, dport: u16, payload: usize) -> Vec<u8> {
+        match protocol {
+            PROTO_TCP => tcp(1234, dport, 0xff, payload),
+            PROTO_UDP => udp(1234, dport, &vec![0; payload]),
+            _ => vec![0; payload],
+        }
+    }
+
     /// VLAN tag stacks (TPID, VLAN) for the fast-path properties: none, one of each TPID, QinQ, a legacy double
     /// tag, and three tags (which no fast path takes).
     const TAG_STACKS: &[&[(u16, u16)]] = &[
@@ -714,11 +724,7 @@ mod props {
             flip in proptest::option::of((0usize..60, any::<u8>())),
             wire_extra in 0usize..8,
         ) {
-            let l4 = match protocol {
-                PROTO_TCP => tcp(1234, dport, 0xff, payload),
-                PROTO_UDP => udp(1234, dport, &vec![0; payload]),
-                _ => vec![0; payload],
-            };
+            let l4 = l4_of(protocol, dport, payload);
             let vlans = TAG_STACKS[stack];
             let f = frame(eth(MAC_B, MAC_A, vlans, 0x0800), ipv4(A4, B4, protocol, 9, flags_offset, &[], &l4));
             let (f, wire) = flip_and_cut(f, flip, cut, wire_extra);
@@ -786,6 +792,78 @@ mod props {
             // Neither IPv4 fast path reads the IPv6 frames.
             prop_assert_eq!(parse_common(&f, wire), None);
             prop_assert_eq!(parse_common_tagged(&f, wire), None);
+        }
+
+        /// The same for VXLAN over IPv4: where its fast path reads a frame, the full parser reads the same inner
+        /// packet with the same VNI. The frames carry an inner frame of a common shape (or a protocol the IPv6
+        /// fast path leaves alone, or VXLAN's port inside, or an inner IP length a little off) under one of the
+        /// tag stacks, in VXLAN (or a UDP port next to it, the I flag clear, a fragment) under one of the tag
+        /// stacks, with Ethernet padding after the outer IP packet, or are one byte away from that, cut
+        /// anywhere. The fast path reads every such frame of common shapes with up to two tags at each level;
+        /// no other fast path reads a frame to VXLAN's port.
+        #[test]
+        fn parse_common_vxlan_agrees_with_parse(
+            outer_stack in 0..TAG_STACKS.len(),
+            inner_stack in 0..TAG_STACKS.len(),
+            v6 in any::<bool>(),
+            protocol in prop::sample::select(vec![PROTO_TCP, PROTO_UDP, PROTO_ICMP, 47]),
+            dport in prop::sample::select(vec![80u16, VXLAN_PORT]),
+            outer_dport in prop::sample::select(vec![VXLAN_PORT, VXLAN_PORT, 4790]),
+            vxlan_flags in prop::sample::select(vec![0x08u8, 0x0c, 0x00]),
+            outer_flags_offset in prop::sample::select(vec![0u16, 0x4000, 0x2000, 0x0001]),
+            payload in 0usize..30,
+            inner_len_delta in prop::sample::select(vec![0i16, 0, 0, -1, 1, 2]),
+            padding in prop::sample::select(vec![0usize, 0, 2, 6]),
+            cut in 40usize..200,
+            flip in proptest::option::of((0usize..140, any::<u8>())),
+            wire_extra in 0usize..8,
+        ) {
+            let l4 = l4_of(protocol, dport, payload);
+            let (outer_vlans, inner_vlans) = (TAG_STACKS[outer_stack], TAG_STACKS[inner_stack]);
+            let (mut inner, inner_min, length_at) = if v6 {
+                let next = if protocol == PROTO_ICMP { PROTO_ICMPV6 } else { protocol };
+                (frame(eth(MAC_B, MAC_A, inner_vlans, 0x86dd), ipv6(A6, B6, next, &l4)), COMMON_V6_FRAME_MIN, 18)
+            } else {
+                (frame(eth(MAC_B, MAC_A, inner_vlans, 0x0800), ipv4(A4, B4, protocol, 9, 0, &[], &l4)), COMMON_FRAME_MIN, 16)
+            };
+            // The inner IPv4 total length or IPv6 payload length, a little off.
+            let at = length_at + 4 * inner_vlans.len();
+            let length = u16::from_be_bytes([inner[at], inner[at + 1]]).wrapping_add_signed(inner_len_delta);
+            inner[at..at + 2].copy_from_slice(&length.to_be_bytes());
+            let outer_udp = udp(40000, outer_dport, &vxlan_payload(vxlan_flags, 0xab_cdef, &inner));
+            let mut f = frame(
+                eth([9; 6], [8; 6], outer_vlans, 0x0800),
+                ipv4([192, 168, 0, 1], [192, 168, 0, 2], 17, 1, outer_flags_offset, &[], &outer_udp),
+            );
+            // What the inner frame can hold is bounded by the outer IP packet, padding excluded.
+            let unpadded = f.len();
+            f.resize(f.len() + padding, 0);
+            let (f, wire) = flip_and_cut(f, flip, cut, wire_extra);
+            let full = parse(&f, wire);
+            match parse_common_vxlan(&f, wire) {
+                Some(packet) => {
+                    prop_assert!(flip.is_some() || packet.vni == Some(0xab_cdef));
+                    prop_assert_eq!(full, Ok(packet));
+                }
+                None => prop_assert!(
+                    f.len().min(unpadded) < 12 + 4 * outer_vlans.len() + 38 + inner_min + 4 * inner_vlans.len()
+                        || outer_vlans.len() > 2
+                        || inner_vlans.len() > 2
+                        || flip.is_some()
+                        || outer_dport != VXLAN_PORT
+                        || vxlan_flags & 0x08 == 0
+                        || outer_flags_offset & 0x3fff != 0
+                        || (protocol == PROTO_UDP && dport == VXLAN_PORT)
+                        || (v6 && protocol == 47)
+                        || full.is_err(),
+                    "the fast path refused a common frame in VXLAN: {:?}", full
+                ),
+            }
+            if outer_dport == VXLAN_PORT && flip.is_none() {
+                prop_assert_eq!(parse_common(&f, wire), None);
+                prop_assert_eq!(parse_common_tagged(&f, wire), None);
+                prop_assert_eq!(parse_common_v6(&f, wire), None);
+            }
         }
     }
 }
