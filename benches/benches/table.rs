@@ -1,5 +1,5 @@
-//! The per-worker flow table alone next to std `HashMap` on the same keys, the meter on frame bursts in memory,
-//! and the worker's pause at a seal. Every figure has its baseline measured in the same run.
+//! The per-worker flow table alone next to std `HashMap` on the same keys, the meter on frame bursts in memory
+//! (bare and inside VXLAN), and the worker's pause at a seal. Every figure has its baseline measured in the same run.
 //!
 //! `cargo bench -p flowlog-benches --bench table`. Environment (all optional):
 //! - `TABLE_SIZES`: active flows of the table runs, comma-separated (default `1000,100000,1000000,4000000`);
@@ -47,8 +47,8 @@ fn main() -> anyhow::Result<()> {
 
     println!(
         "\n(b) the meter on 64-byte IPv4 TCP frames in memory ({ENIS} ENIs, one attribution per packet), \
-         {packets} packets, best of {runs} (the whole worker against its receive-and-free floor, both measured \
-         in one run, is benches/worker.rs)"
+         {packets} packets, best of {runs}, and on the same frames inside VXLAN over IPv4 (114 bytes) (the \
+         whole worker against its receive-and-free floor, both measured in one run, is benches/worker.rs)"
     );
     for &n in &meter_flows {
         meter_runs(n, packets, runs)?;
@@ -382,6 +382,38 @@ fn frames(n: usize, packets: usize) -> Vec<u8> {
     bytes
 }
 
+/// Outer headers of VXLAN over IPv4 in front of each frame of [`vxlan_frames`]: Ethernet 14, IPv4 20, UDP 8,
+/// VXLAN 8.
+const VXLAN_HEADERS: usize = 50;
+
+/// The 64-byte frames of [`frames`], each inside VXLAN over IPv4 (VNI 7, between two hypervisors): 114 bytes.
+fn vxlan_frames(bare: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(bare.len() / 64 * (64 + VXLAN_HEADERS));
+    for inner in bare.chunks(64) {
+        let mut h = [0u8; VXLAN_HEADERS];
+        h[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xa1]);
+        h[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xa2]);
+        h[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip_len = (20 + 8 + 8 + inner.len()) as u16;
+        let ip = &mut h[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&[192, 168, 0, 1]);
+        ip[16..20].copy_from_slice(&[192, 168, 0, 2]);
+        let udp = &mut h[34..42];
+        udp[0..2].copy_from_slice(&49_152u16.to_be_bytes());
+        udp[2..4].copy_from_slice(&4789u16.to_be_bytes());
+        udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+        h[42] = 0x08;
+        h[48] = 7;
+        bytes.extend_from_slice(&h);
+        bytes.extend_from_slice(inner);
+    }
+    bytes
+}
+
 fn meter_config(flows: usize) -> MeterConfig {
     // Table capacity: the flows plus 1/8 headroom (a table sized for its peak, as a deployment would).
     MeterConfig::new(60, flows + flows / 8)
@@ -393,19 +425,32 @@ fn meter_runs(n: usize, packets: usize, runs: usize) -> anyhow::Result<()> {
     let count = packets as u64;
     let mut meter = Meter::new(meter_config(n), enis.clone())?;
     let mut sealed: Vec<SealedWindow> = Vec::new();
-    let burst_run = |meter: &mut Meter, sealed: &mut Vec<SealedWindow>| {
-        for chunk in bytes.chunks(64 * MAX_BURST) {
-            let mut burst = Burst::new();
-            for f in chunk.chunks(64) {
-                // At most MAX_BURST frames per chunk.
-                let _ = burst.push(f, 64, Action::Accept);
+    let burst_run =
+        |meter: &mut Meter, sealed: &mut Vec<SealedWindow>, bytes: &[u8], size: usize| {
+            for chunk in bytes.chunks(size * MAX_BURST) {
+                let mut burst = Burst::new();
+                for f in chunk.chunks(size) {
+                    // At most MAX_BURST frames per chunk.
+                    let _ = burst.push(f, size, Action::Accept);
+                }
+                meter.account_burst(1_000, &burst, sealed);
             }
-            meter.account_burst(1_000, &burst, sealed);
-        }
-    };
+        };
     // Warm-up fills the table with every flow of the run, so the timed runs are updates at n active flows.
-    burst_run(&mut meter, &mut sealed);
-    let (burst, _) = measure(runs, || burst_run(&mut meter, &mut sealed));
+    burst_run(&mut meter, &mut sealed, &bytes, 64);
+    let (burst, _) = measure(runs, || burst_run(&mut meter, &mut sealed, &bytes, 64));
+    // The same packets inside VXLAN: the same flows (the inner frames'), so still updates.
+    let overlay = vxlan_frames(&bytes);
+    let size = 64 + VXLAN_HEADERS;
+    let bare_frames = meter.counters().frames;
+    let (vxlan, _) = measure(runs, || burst_run(&mut meter, &mut sealed, &overlay, size));
+    assert_eq!(meter.open_flows(), n, "the inner frames are the same flows");
+    let c = meter.counters();
+    assert_eq!(
+        c.vxlan_decapsulated,
+        c.frames - bare_frames,
+        "every VXLAN frame decapsulated"
+    );
     let (single, _) = measure(runs, || {
         for f in bytes.chunks(64) {
             meter.account(1_000, f, 64, Action::Accept, &mut sealed);
@@ -427,6 +472,11 @@ fn meter_runs(n: usize, packets: usize, runs: usize) -> anyhow::Result<()> {
     });
     println!("  {n} flows:");
     report_line("meter, account_burst", count, burst);
+    report_line(
+        "meter, account_burst, the frames inside VXLAN",
+        count,
+        vxlan,
+    );
     report_line("meter, account (one frame at a time)", count, single);
     report_line("touch each frame only (in-memory floor)", count, floor);
     Ok(())

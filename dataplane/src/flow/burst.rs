@@ -81,6 +81,12 @@ impl<'a> Burst<'a> {
         self.len == MAX_BURST
     }
 
+    /// The captured bytes of the frames, in order.
+    #[inline]
+    pub fn frames(&self) -> &[&'a [u8]] {
+        self.frames.get(..self.len).unwrap_or_default()
+    }
+
     /// The frames in order: (captured bytes, wire length, action).
     #[inline]
     pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], usize, Action)> + '_ {
