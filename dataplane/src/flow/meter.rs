@@ -55,8 +55,9 @@
 //! # Hot path
 //! [`Meter::account_burst`] handles a [`Burst`] of up to [`MAX_BURST`] frames at one time, in passes, so that the
 //! cache misses of different packets overlap instead of queuing up:
-//! 1. it prefetches every frame's first cache line (a prefetch retires at once: the misses of a NIC's frames
-//!    overlap, and none is waited on here);
+//! 1. it prefetches every frame's first cache line, and the next one of a frame longer than 64 bytes (VXLAN's
+//!    inner headers reach into it) (a prefetch retires at once: the misses of a NIC's frames overlap, and none
+//!    is waited on here);
 //! 2. it attributes each frame in order. A frame of the common shape (IPv4 without options, untagged or with
 //!    one 802.1Q tag, not a fragment, not VXLAN) is read at fixed offsets without a loop
 //!    ([`crate::wire::parse_common`]), its two MACs looked up with one 8-byte load each; any other frame goes
