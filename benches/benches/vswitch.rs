@@ -2,6 +2,7 @@
 //! a generated capture from memory (`infinite_rx=1`), with 1 and then 2 workers (one RX queue each), records
 //! rendered by the exporter. Throughput is read from the program's own live counters (its stats file), next to
 //! the port's receive counter, so what the PMD delivered and what the workers metered are compared in one run.
+//! Then the same with every frame of the captures inside VXLAN over IPv4, as on a hypervisor's uplink.
 //!
 //! `cargo build --release --bins && cargo bench -p flowlog-benches --bench vswitch` (env `VSWITCH_SECONDS`,
 //! default 5). `net_pcap` copies each packet into a fresh mbuf, so the PMD, not the worker, may be the limit.
@@ -33,19 +34,79 @@ fn main() -> anyhow::Result<()> {
         )?;
         captures.push(out);
     }
+    // The same frames, each inside VXLAN over IPv4 (the ENIs, and so the records, stay those of the captures).
+    let mut overlays = Vec::new();
+    for (queue, capture) in captures.iter().enumerate() {
+        let out = dir.path().join(format!("q{queue}-vxlan"));
+        std::fs::create_dir_all(&out)?;
+        std::fs::copy(capture.join("enis.toml"), out.join("enis.toml"))?;
+        encapsulate(&capture.join("capture.pcap"), &out.join("capture.pcap"))?;
+        overlays.push(out);
+    }
     print_machine();
     println!(
         "flowlog-vswitch (release) on net_pcap infinite_rx, TSC clock, 60 s windows, records to /dev/null, {seconds} s per run"
     );
-    for workers in [1usize, 2] {
-        let (frames, port_packets, cycles_per_packet, elapsed) =
-            run(&program, dir.path(), &captures, workers, seconds)?;
-        println!(
-            "  {workers} worker(s): {:>6.2} Mpps metered ({:.2} Mpps received by the port), {cycles_per_packet} TSC cycles per packet in the workers",
-            frames as f64 / elapsed.as_secs_f64() / 1e6,
-            port_packets as f64 / elapsed.as_secs_f64() / 1e6,
-        );
+    for (traffic, captures) in [("the mix", &captures), ("the mix inside VXLAN", &overlays)] {
+        println!(" {traffic}:");
+        for workers in [1usize, 2] {
+            let (frames, port_packets, cycles_per_packet, elapsed) =
+                run(&program, dir.path(), captures, workers, seconds)?;
+            println!(
+                "  {workers} worker(s): {:>6.2} Mpps metered ({:.2} Mpps received by the port), {cycles_per_packet} TSC cycles per packet in the workers",
+                frames as f64 / elapsed.as_secs_f64() / 1e6,
+                port_packets as f64 / elapsed.as_secs_f64() / 1e6,
+            );
+        }
     }
+    Ok(())
+}
+
+/// Writes the frames of the capture `from` to `to`, each inside VXLAN over IPv4 (UDP to 4789, I flag, VNI 7)
+/// between two hypervisors' MACs, with the same timestamps.
+fn encapsulate(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let mut reader = flowlog_vswitch::pcap::PcapReader::open(from)?;
+    // pcap: microsecond timestamps, snap length 65,535, Ethernet.
+    let mut out: Vec<u8> = 0xa1b2_c3d4u32.to_le_bytes().to_vec();
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    for word in [0u32, 0, 65_535, 1] {
+        out.extend_from_slice(&word.to_le_bytes());
+    }
+    while let Some(packet) = reader.next_packet()? {
+        let inner = packet.data;
+        let ip_len = u16::try_from(20 + 8 + 8 + packet.wire_len as usize)?;
+        let mut h = [0u8; 50];
+        h[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xa1]);
+        h[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xa2]);
+        h[12..14].copy_from_slice(&[0x08, 0x00]);
+        h[14] = 0x45;
+        h[16..18].copy_from_slice(&ip_len.to_be_bytes());
+        h[22] = 64;
+        h[23] = 17;
+        h[26..30].copy_from_slice(&[192, 168, 0, 1]);
+        h[30..34].copy_from_slice(&[192, 168, 0, 2]);
+        h[34..36].copy_from_slice(&49_152u16.to_be_bytes());
+        h[36..38].copy_from_slice(&4789u16.to_be_bytes());
+        h[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+        h[42] = 0x08;
+        h[48] = 7;
+        let (secs, micros) = (
+            packet.timestamp_ns / 1_000_000_000,
+            packet.timestamp_ns % 1_000_000_000 / 1_000,
+        );
+        for word in [
+            u32::try_from(secs)?,
+            micros as u32,
+            (h.len() + inner.len()) as u32,
+            h.len() as u32 + packet.wire_len,
+        ] {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out.extend_from_slice(&h);
+        out.extend_from_slice(inner);
+    }
+    std::fs::write(to, out)?;
     Ok(())
 }
 
