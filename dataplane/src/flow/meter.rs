@@ -63,7 +63,7 @@
 //!    ([`crate::wire::parse_common`]), its two MACs looked up with one 8-byte load each; any other frame goes
 //!    out of line, where IPv4 and IPv6 (without extension headers) with up to two VLAN tags of any TPID are read
 //!    at fixed offsets too ([`crate::wire::parse_common_tagged`], [`crate::wire::parse_common_v6`]), as is VXLAN
-//!    over such IPv4 carrying an inner frame of either shape ([`crate::wire::parse_common_vxlan`], the inner
+//!    over such IPv4 or IPv6 carrying an inner frame of either shape ([`crate::wire::parse_common_vxlan`], the inner
 //!    frame's MACs), and the rest takes the full parser and the fragment table. Each attribution (one or two per
 //!    packet) is staged as a hashed table key into a preallocated scratch array, writing only the words its key
 //!    uses.
@@ -96,7 +96,7 @@ use super::table::{
 use super::window::{Contents, SealSink, SealedWindow, window_start};
 use crate::wire::{
     CommonIpv4, Discard, Packet, dot1q_tag_len, parse_common, parse_common_at, parse_common_v6_at,
-    parse_into, vlan_tag_len, vxlan_v4_at,
+    parse_into, vlan_tag_len, vxlan_at,
 };
 
 /// Counts what the table could not record (the table keeps the per-ENI totals itself).
@@ -196,7 +196,7 @@ impl Uncommon {
 }
 
 /// Reads a frame that [`parse_common`] did not: IPv4 and IPv6 of the common shapes with up to two VLAN tags of any
-/// TPID, and VXLAN over IPv4 carrying either, at fixed offsets; anything else with the full parser (discards,
+/// TPID, and VXLAN over IPv4 or IPv6 carrying either, at fixed offsets; anything else with the full parser (discards,
 /// fragments, other VXLAN, IPv4 options, IPv6 extension headers, more tags), counting what is not an
 /// attribution's; `None` for a frame that is not an IP packet.
 #[inline(never)]
@@ -209,10 +209,10 @@ fn read_uncommon(
     counters: &mut MeterCounters,
 ) -> Option<Uncommon> {
     // The common shapes at fixed offsets, with up to two VLAN tags of any TPID (QinQ), in this frame or in the
-    // inner frame of VXLAN over IPv4 (whose MACs then count): IPv4 (unless `parse_common` already tried the same
+    // inner frame of VXLAN (whose MACs then count): IPv4 (unless `parse_common` already tried the same
     // tags on this frame), then IPv6; the full parser for the rest.
     let tags = vlan_tag_len(frame);
-    let vxlan = vxlan_v4_at(frame, wire_len, tags);
+    let vxlan = vxlan_at(frame, wire_len, tags);
     let (l2_at, l2, l2_wire, l2_tags, tried) = match &vxlan {
         Some(v) => (
             v.inner_at,

@@ -699,8 +699,8 @@ fn udp6_frame(src: [u8; 6], dst: [u8; 6], sport: u16) -> Vec<u8> {
 }
 
 /// Frames of the common shapes under up to two VLAN tags (the fast paths: IPv4 in line or out of line, IPv6 out
-/// of line), bare and inside VXLAN over IPv4 under up to two tags, meter exactly as the same packets under three
-/// (outer) tags, which take the full parser: same records, same counters.
+/// of line), bare and inside VXLAN over IPv4 or IPv6 under up to two tags, meter exactly as the same packets under
+/// three (outer) tags, which take the full parser: same records, same counters.
 #[test]
 fn fast_paths_meter_as_the_full_parser() {
     use crate::wire::tests::{ipv6, vxlan_payload};
@@ -783,13 +783,21 @@ fn fast_paths_meter_as_the_full_parser() {
     let (mut fast_out, mut slow_out) = (Vec::new(), Vec::new());
     let mut extra_bytes = 0u64;
     // The packets bare, then inside VXLAN (the inner frame under the next stack, the outer one under this stack
-    // or three tags), in the same windows.
-    let vxlan = |outer: &[(u16, u16)], inner: Vec<u8>| {
+    // or three tags, over IPv4 or IPv6 by turns), in the same windows.
+    let vxlan = |outer: &[(u16, u16)], inner: Vec<u8>, over_v6: bool| {
         let udp = udp(40_000, VXLAN_PORT, &vxlan_payload(0x08, 77, &inner));
-        frame(
-            eth([0x02, 9, 9, 9, 9, 9], [0x02, 8, 8, 8, 8, 8], outer, 0x0800),
-            ipv4([172, 16, 0, 1], [172, 16, 0, 2], 17, 5, 0x4000, &[], &udp),
-        )
+        let (dst, src) = ([0x02, 9, 9, 9, 9, 9], [0x02, 8, 8, 8, 8, 8]);
+        if over_v6 {
+            frame(
+                eth(dst, src, outer, 0x86dd),
+                ipv6([0x30; 16], [0x31; 16], 17, &udp),
+            )
+        } else {
+            frame(
+                eth(dst, src, outer, 0x0800),
+                ipv4([172, 16, 0, 1], [172, 16, 0, 2], 17, 5, 0x4000, &[], &udp),
+            )
+        }
     };
     let rounds = (0u64..)
         .zip(stacks)
@@ -806,7 +814,11 @@ fn fast_paths_meter_as_the_full_parser() {
                 if in_vxlan {
                     let inner_stack = stacks[(secs as usize + 1) % stacks.len()];
                     let inner = frame(eth(*dst, *src, inner_stack, *ethertype), l3.clone());
-                    (vxlan(stack, inner.clone()), vxlan(&three_tags, inner))
+                    let over_v6 = secs % 2 == 1;
+                    (
+                        vxlan(stack, inner.clone(), over_v6),
+                        vxlan(&three_tags, inner, over_v6),
+                    )
                 } else {
                     (
                         frame(eth(*dst, *src, stack, *ethertype), l3.clone()),

@@ -8,7 +8,7 @@
 //! 802.1Q tag, not a fragment, not VXLAN): fixed offsets, no loop, the same answer as [`parse`] or `None`.
 //! [`parse_common_tagged`] is the same with up to two VLAN tags of any TPID (QinQ), and [`parse_common_v6`] the
 //! same for IPv6 without extension headers (TCP, UDP, SCTP or ICMPv6), with up to two tags.
-//! [`parse_common_vxlan`] reads VXLAN over such an IPv4 frame whose inner frame is of one of those shapes.
+//! [`parse_common_vxlan`] reads VXLAN over such IPv4 or IPv6 whose inner frame is of one of those shapes.
 //!
 //! # Guarantees
 //! - Never panics, never allocates, reads each byte at most a bounded number of times: headers are read through
@@ -498,81 +498,88 @@ pub(crate) fn parse_common_v6_at(frame: &[u8], wire_len: usize, tag: usize) -> O
     })
 }
 
-/// Bytes [`parse_common_vxlan`] needs captured of the outer headers after the outer MACs (and tags): EtherType 2,
-/// IPv4 20, UDP 8, VXLAN 8.
-const VXLAN_V4_AFTER_MACS: usize = 38;
-
-/// The meter's fast path for VXLAN over IPv4: an outer frame with up to two VLAN tags of any TPID [`parse`]
-/// follows, IPv4 without options, not a fragment, UDP to [`VXLAN_PORT`] with the I flag set, whose inner frame
-/// is of a common shape (what [`parse_common_tagged`] or [`parse_common_v6`] reads), read at fixed offsets
-/// without a loop. `None` for anything else (an IPv6 underlay among them): the caller then takes [`parse`]. Where
-/// it returns `Some(p)`, [`parse`] returns `Ok(p)` (a property test holds the two to it): the inner packet, with
+/// The meter's fast path for VXLAN: an outer frame with up to two VLAN tags of any TPID [`parse`] follows, IPv4
+/// without options and not a fragment or IPv6 without extension headers, UDP to [`VXLAN_PORT`] with the I flag
+/// set, whose inner frame is of a common shape (what [`parse_common_tagged`] or [`parse_common_v6`] reads), read
+/// at fixed offsets without a loop. `None` for anything else: the caller then takes [`parse`]. Where it returns
+/// `Some(p)`, [`parse`] returns `Ok(p)` (a property test holds the two to it): the inner packet, with
 /// [`Packet::vni`] set.
 #[inline]
 pub fn parse_common_vxlan(frame: &[u8], wire_len: usize) -> Option<Packet> {
-    parse_common_vxlan_at(frame, wire_len, vlan_tag_len(frame)).map(|(packet, _)| packet)
-}
-
-/// [`parse_common_vxlan`] for a frame with `tag` bytes of VLAN tags after the outer MACs, from [`vlan_tag_len`].
-#[inline]
-fn parse_common_vxlan_at(frame: &[u8], wire_len: usize, tag: usize) -> Option<(Packet, usize)> {
-    let v = vxlan_v4_at(frame, wire_len, tag)?;
+    let v = vxlan_at(frame, wire_len, vlan_tag_len(frame))?;
     let tags = vlan_tag_len(v.inner);
     let mut packet = match parse_common_at(v.inner, v.inner_wire, tags) {
         Some(common) => common.to_packet(),
         None => parse_common_v6_at(v.inner, v.inner_wire, tags)?,
     };
     packet.vni = Some(v.vni);
-    Some((packet, v.inner_at))
+    Some(packet)
 }
 
-/// The inner frame of VXLAN over IPv4, as [`vxlan_v4_at`] finds it.
-pub(crate) struct VxlanV4<'a> {
+/// The inner frame of VXLAN, as [`vxlan_at`] finds it.
+pub(crate) struct Vxlan<'a> {
     /// VXLAN network identifier.
     pub vni: u32,
     /// Where the inner frame starts in the outer one.
     pub inner_at: usize,
     /// What was captured of the inner frame: the outer UDP payload after the VXLAN header, within the IP packet.
     pub inner: &'a [u8],
-    /// The inner frame's length on the wire (the outer IP length minus the IPv4, UDP and VXLAN headers).
+    /// The inner frame's length on the wire (the outer IP length minus the IP, UDP and VXLAN headers).
     pub inner_wire: usize,
 }
 
-/// The outer headers of VXLAN over IPv4 at fixed offsets: a frame with `tag` bytes of VLAN tags after the MACs
-/// (from [`vlan_tag_len`]), IPv4 without options, not a fragment, UDP to [`VXLAN_PORT`] with the I flag set,
-/// the UDP and VXLAN headers captured and inside the IP packet, the IP length within the wire length. Where it
-/// returns the inner frame, [`parse`] decapsulates it too (and takes it through its own parser); `None` for
-/// anything else, which [`parse`] may still decapsulate (IPv4 options, an IPv6 underlay, more tags).
+/// The outer headers of VXLAN at fixed offsets: a frame with `tag` bytes of VLAN tags after the MACs (from
+/// [`vlan_tag_len`]), IPv4 without options and not a fragment or IPv6 without extension headers, UDP to
+/// [`VXLAN_PORT`] with the I flag set, the UDP and VXLAN headers captured and inside the IP packet, the IP length
+/// within the wire length. Where it returns the inner frame, [`parse`] decapsulates it too (and takes it through
+/// its own parser); `None` for anything else, which [`parse`] may still decapsulate (IPv4 options, IPv6
+/// extension headers, more tags).
 #[inline]
-pub(crate) fn vxlan_v4_at(frame: &[u8], wire_len: usize, tag: usize) -> Option<VxlanV4<'_>> {
-    let h = frame
-        .get(12 + tag..)?
-        .first_chunk::<VXLAN_V4_AFTER_MACS>()?;
-    // `h` starts at the outer EtherType: IPv4 with IHL 5, neither more-fragments nor an offset, UDP.
-    if [h[0], h[1]] != ETHERTYPE_IPV4.to_be_bytes()
-        || h[2] != 0x45
-        || h[8] & 0x3f != 0
-        || h[9] != 0
-        || h[11] != PROTO_UDP
-    {
-        return None;
-    }
+pub(crate) fn vxlan_at(frame: &[u8], wire_len: usize, tag: usize) -> Option<Vxlan<'_>> {
     let ip_start = 14 + tag;
-    let ip_len = usize::from(u16::from_be_bytes([h[4], h[5]]));
-    // No underflow: the frame holds ip_start + 36 bytes. The UDP and VXLAN headers lie inside the IP packet.
+    let after_macs = frame.get(12 + tag..)?;
+    // The IP header's length, the IP length, and the UDP and VXLAN headers (captured): IPv4 with IHL 5, neither
+    // more-fragments nor an offset, UDP; or IPv6 with UDP next.
+    let (header, ip_len, l4) = if let Some(h) =
+        after_macs.first_chunk::<{ 2 + 20 + ip::VXLAN_OVERHEAD }>()
+        && [h[0], h[1]] == ETHERTYPE_IPV4.to_be_bytes()
+    {
+        if h[2] != 0x45 || h[8] & 0x3f != 0 || h[9] != 0 || h[11] != PROTO_UDP {
+            return None;
+        }
+        (
+            20,
+            usize::from(u16::from_be_bytes([h[4], h[5]])),
+            h.last_chunk::<{ ip::VXLAN_OVERHEAD }>()?,
+        )
+    } else if let Some(h) = after_macs.first_chunk::<{ 2 + 40 + ip::VXLAN_OVERHEAD }>()
+        && [h[0], h[1]] == ETHERTYPE_IPV6.to_be_bytes()
+    {
+        if h[2] >> 4 != 6 || h[8] != PROTO_UDP {
+            return None;
+        }
+        (
+            40,
+            40 + usize::from(u16::from_be_bytes([h[6], h[7]])),
+            h.last_chunk::<{ ip::VXLAN_OVERHEAD }>()?,
+        )
+    } else {
+        return None;
+    };
+    // No underflow: the frame holds more than ip_start bytes. The UDP and VXLAN headers lie inside the IP packet.
     if ip_len > wire_len.max(frame.len()) - ip_start
-        || ip_len < 20 + ip::VXLAN_OVERHEAD
-        || u16::from_be_bytes([h[24], h[25]]) != VXLAN_PORT
-        || h[30] & 0x08 == 0
+        || ip_len < header + ip::VXLAN_OVERHEAD
+        || u16::from_be_bytes([l4[2], l4[3]]) != VXLAN_PORT
+        || l4[8] & 0x08 == 0
     {
         return None;
     }
-    let inner_at = ip_start + 20 + ip::VXLAN_OVERHEAD;
-    Some(VxlanV4 {
-        vni: u32::from_be_bytes([0, h[34], h[35], h[36]]),
+    let inner_at = ip_start + header + ip::VXLAN_OVERHEAD;
+    Some(Vxlan {
+        vni: u32::from_be_bytes([0, l4[12], l4[13], l4[14]]),
         inner_at,
         inner: frame.get(inner_at..frame.len().min(ip_start + ip_len))?,
-        inner_wire: ip_len - 20 - ip::VXLAN_OVERHEAD,
+        inner_wire: ip_len - header - ip::VXLAN_OVERHEAD,
     })
 }
 

@@ -794,16 +794,18 @@ mod props {
             prop_assert_eq!(parse_common_tagged(&f, wire), None);
         }
 
-        /// The same for VXLAN over IPv4: where its fast path reads a frame, the full parser reads the same inner
-        /// packet with the same VNI. The frames carry an inner frame of a common shape (or a protocol the IPv6
-        /// fast path leaves alone, or VXLAN's port inside, or an inner IP length a little off) under one of the
-        /// tag stacks, in VXLAN (or a UDP port next to it, the I flag clear, a fragment) under one of the tag
-        /// stacks, with Ethernet padding after the outer IP packet, or are one byte away from that, cut
-        /// anywhere. The fast path reads every such frame of common shapes with up to two tags at each level;
-        /// no other fast path reads a frame to VXLAN's port.
+        /// The same for VXLAN: where its fast path reads a frame, the full parser reads the same inner packet
+        /// with the same VNI. The frames carry an inner frame of a common shape (or a protocol the IPv6 fast
+        /// path leaves alone, or VXLAN's port inside, or an inner IP length a little off) under one of the tag
+        /// stacks, in VXLAN over IPv4 or IPv6 (or a UDP port next to it, the I flag clear, an IPv4 fragment, an
+        /// IPv6 extension header) under one of the tag stacks, with Ethernet padding after the outer IP packet,
+        /// or are one byte away from that, cut anywhere. The fast path reads every such frame of common shapes
+        /// with up to two tags at each level; no other fast path reads UDP to VXLAN's port.
         #[test]
         fn parse_common_vxlan_agrees_with_parse(
             outer_stack in 0..TAG_STACKS.len(),
+            outer_v6 in any::<bool>(),
+            outer_protocol in prop::sample::select(vec![PROTO_UDP, PROTO_UDP, PROTO_TCP]),
             inner_stack in 0..TAG_STACKS.len(),
             v6 in any::<bool>(),
             protocol in prop::sample::select(vec![PROTO_TCP, PROTO_UDP, PROTO_ICMP, 47]),
@@ -831,10 +833,21 @@ mod props {
             let length = u16::from_be_bytes([inner[at], inner[at + 1]]).wrapping_add_signed(inner_len_delta);
             inner[at..at + 2].copy_from_slice(&length.to_be_bytes());
             let outer_udp = udp(40000, outer_dport, &vxlan_payload(vxlan_flags, 0xab_cdef, &inner));
-            let mut f = frame(
-                eth([9; 6], [8; 6], outer_vlans, 0x0800),
-                ipv4([192, 168, 0, 1], [192, 168, 0, 2], 17, 1, outer_flags_offset, &[], &outer_udp),
-            );
+            // Over IPv6, `outer_flags_offset` other than 0 puts a destination-options header in front. Over TCP,
+            // the same bytes are a TCP segment that only looks like VXLAN.
+            let (mut f, outer_header) = if outer_v6 {
+                let l4 = if outer_flags_offset == 0 {
+                    (outer_protocol, outer_udp)
+                } else {
+                    (60, [ext(outer_protocol, 1), outer_udp].concat())
+                };
+                (frame(eth([9; 6], [8; 6], outer_vlans, 0x86dd), ipv6([0x30; 16], [0x31; 16], l4.0, &l4.1)), 58)
+            } else {
+                (frame(
+                    eth([9; 6], [8; 6], outer_vlans, 0x0800),
+                    ipv4([192, 168, 0, 1], [192, 168, 0, 2], outer_protocol, 1, outer_flags_offset, &[], &outer_udp),
+                ), 38)
+            };
             // What the inner frame can hold is bounded by the outer IP packet, padding excluded.
             let unpadded = f.len();
             f.resize(f.len() + padding, 0);
@@ -846,20 +859,21 @@ mod props {
                     prop_assert_eq!(full, Ok(packet));
                 }
                 None => prop_assert!(
-                    f.len().min(unpadded) < 12 + 4 * outer_vlans.len() + 38 + inner_min + 4 * inner_vlans.len()
+                    f.len().min(unpadded) < 12 + 4 * outer_vlans.len() + outer_header + inner_min + 4 * inner_vlans.len()
                         || outer_vlans.len() > 2
                         || inner_vlans.len() > 2
                         || flip.is_some()
                         || outer_dport != VXLAN_PORT
+                        || outer_protocol != PROTO_UDP
                         || vxlan_flags & 0x08 == 0
-                        || outer_flags_offset & 0x3fff != 0
+                        || outer_flags_offset & if outer_v6 { 0xffff } else { 0x3fff } != 0
                         || (protocol == PROTO_UDP && dport == VXLAN_PORT)
                         || (v6 && protocol == 47)
                         || full.is_err(),
                     "the fast path refused a common frame in VXLAN: {:?}", full
                 ),
             }
-            if outer_dport == VXLAN_PORT && flip.is_none() {
+            if outer_dport == VXLAN_PORT && outer_protocol == PROTO_UDP && flip.is_none() {
                 prop_assert_eq!(parse_common(&f, wire), None);
                 prop_assert_eq!(parse_common_tagged(&f, wire), None);
                 prop_assert_eq!(parse_common_v6(&f, wire), None);
