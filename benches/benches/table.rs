@@ -16,7 +16,9 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flowlog_benches::{cpu, measure_on_cpu as measure, print_machine, report_line};
+use flowlog_benches::{
+    VXLAN_HEADERS, cpu, measure_on_cpu as measure, print_machine, report_line, vxlan_header,
+};
 use flowlog_dataplane::flow::{
     Action, Burst, Direction, Eni, EniSlot, EniTable, FlowCounts, FlowKey, FlowTable, FlowUpdate,
     IPV4_BYTES_PER_FLOW, IPV4_ENTRY_BYTES, IPV6_BYTES_PER_FLOW, IPV6_ENTRY_BYTES, MAX_BURST,
@@ -382,36 +384,14 @@ fn frames(n: usize, packets: usize) -> Vec<u8> {
     bytes
 }
 
-/// Outer headers of VXLAN over IPv4 in front of each frame of [`vxlan_frames`]: Ethernet 14, IPv4 20, UDP 8,
-/// VXLAN 8.
-const VXLAN_HEADERS: usize = 50;
-
-/// The 64-byte frames of [`frames`], each inside VXLAN over IPv4 (VNI 7, between two hypervisors): 114 bytes.
-fn vxlan_frames(bare: &[u8]) -> Vec<u8> {
+/// The 64-byte frames of [`frames`], each inside VXLAN over IPv4 (114 bytes).
+fn vxlan_frames(bare: &[u8]) -> anyhow::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(bare.len() / 64 * (64 + VXLAN_HEADERS));
     for inner in bare.chunks(64) {
-        let mut h = [0u8; VXLAN_HEADERS];
-        h[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xa1]);
-        h[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xa2]);
-        h[12..14].copy_from_slice(&[0x08, 0x00]);
-        let ip_len = (20 + 8 + 8 + inner.len()) as u16;
-        let ip = &mut h[14..34];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-        ip[8] = 64;
-        ip[9] = 17;
-        ip[12..16].copy_from_slice(&[192, 168, 0, 1]);
-        ip[16..20].copy_from_slice(&[192, 168, 0, 2]);
-        let udp = &mut h[34..42];
-        udp[0..2].copy_from_slice(&49_152u16.to_be_bytes());
-        udp[2..4].copy_from_slice(&4789u16.to_be_bytes());
-        udp[4..6].copy_from_slice(&(ip_len - 20).to_be_bytes());
-        h[42] = 0x08;
-        h[48] = 7;
-        bytes.extend_from_slice(&h);
+        bytes.extend_from_slice(&vxlan_header(inner.len())?);
         bytes.extend_from_slice(inner);
     }
-    bytes
+    Ok(bytes)
 }
 
 fn meter_config(flows: usize) -> MeterConfig {
@@ -440,7 +420,7 @@ fn meter_runs(n: usize, packets: usize, runs: usize) -> anyhow::Result<()> {
     burst_run(&mut meter, &mut sealed, &bytes, 64);
     let (burst, _) = measure(runs, || burst_run(&mut meter, &mut sealed, &bytes, 64));
     // The same packets inside VXLAN: the same flows (the inner frames'), so still updates.
-    let overlay = vxlan_frames(&bytes);
+    let overlay = vxlan_frames(&bytes)?;
     let size = 64 + VXLAN_HEADERS;
     let bare_frames = meter.counters().frames;
     let (vxlan, _) = measure(runs, || burst_run(&mut meter, &mut sealed, &overlay, size));

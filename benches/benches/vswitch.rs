@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use flowlog_benches::print_machine;
+use flowlog_benches::{print_machine, vxlan_header};
 
 fn main() -> anyhow::Result<()> {
     let seconds: f64 = std::env::var("VSWITCH_SECONDS")
@@ -75,22 +75,7 @@ fn encapsulate(from: &Path, to: &Path) -> anyhow::Result<()> {
     }
     while let Some(packet) = reader.next_packet()? {
         let inner = packet.data;
-        let ip_len = u16::try_from(20 + 8 + 8 + packet.wire_len as usize)?;
-        let mut h = [0u8; 50];
-        h[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xa1]);
-        h[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xa2]);
-        h[12..14].copy_from_slice(&[0x08, 0x00]);
-        h[14] = 0x45;
-        h[16..18].copy_from_slice(&ip_len.to_be_bytes());
-        h[22] = 64;
-        h[23] = 17;
-        h[26..30].copy_from_slice(&[192, 168, 0, 1]);
-        h[30..34].copy_from_slice(&[192, 168, 0, 2]);
-        h[34..36].copy_from_slice(&49_152u16.to_be_bytes());
-        h[36..38].copy_from_slice(&4789u16.to_be_bytes());
-        h[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
-        h[42] = 0x08;
-        h[48] = 7;
+        let h = vxlan_header(packet.wire_len as usize)?;
         let (secs, micros) = (
             packet.timestamp_ns / 1_000_000_000,
             packet.timestamp_ns % 1_000_000_000 / 1_000,

@@ -178,3 +178,28 @@ pub fn report_line(name: &str, packets: u64, time: Duration) {
         secs
     );
 }
+
+/// Bytes of the outer headers [`vxlan_header`] writes: Ethernet 14, IPv4 20, UDP 8, VXLAN 8.
+pub const VXLAN_HEADERS: usize = 50;
+
+/// The outer headers that put a frame of `inner_wire_len` bytes on the wire inside VXLAN over IPv4 (UDP to 4789,
+/// I flag, VNI 7) between two hypervisors' MACs.
+pub fn vxlan_header(inner_wire_len: usize) -> anyhow::Result<[u8; VXLAN_HEADERS]> {
+    let ip_len = u16::try_from(20 + 8 + 8 + inner_wire_len)?;
+    let mut h = [0u8; VXLAN_HEADERS];
+    h[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xa1]);
+    h[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xa2]);
+    h[12..14].copy_from_slice(&[0x08, 0x00]);
+    h[14] = 0x45;
+    h[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    h[22] = 64;
+    h[23] = 17;
+    h[26..30].copy_from_slice(&[192, 168, 0, 1]);
+    h[30..34].copy_from_slice(&[192, 168, 0, 2]);
+    h[34..36].copy_from_slice(&49_152u16.to_be_bytes());
+    h[36..38].copy_from_slice(&4789u16.to_be_bytes());
+    h[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    h[42] = 0x08;
+    h[48] = 7;
+    Ok(h)
+}

@@ -92,6 +92,17 @@ impl PcapReader<BufReader<File>> {
     }
 }
 
+/// Every frame of the capture at `path` with its length on the wire, in order: a capture held in memory, for
+/// tests and benchmarks.
+pub fn read_frames(path: &Path) -> Result<Vec<(Vec<u8>, usize)>, PcapError> {
+    let mut reader = PcapReader::open(path)?;
+    let mut frames = Vec::new();
+    while let Some(packet) = reader.next_packet()? {
+        frames.push((packet.data.to_vec(), packet.wire_len as usize));
+    }
+    Ok(frames)
+}
+
 impl<R: Read> PcapReader<R> {
     /// Reads and checks the file header of `input`; `path` names the source in errors.
     pub fn new(mut input: R, path: String) -> Result<Self, PcapError> {

@@ -14,11 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use flowlog_dataplane::flow::{Action, EniTable, Meter, MeterConfig, SpareTableFallback};
-use flowlog_vswitch::config::load_enis;
 use flowlog_vswitch::export::{WorkerLink, link};
-use flowlog_vswitch::pcap::PcapReader;
 use flowlog_vswitch::worker::Worker;
 
+pub mod mix;
 pub mod trace;
 
 /// Installs a subscriber that writes every log line, at any level, to stderr: on the watched thread a log line
@@ -30,25 +29,7 @@ pub fn log_everything() {
         .init();
 }
 
-/// A frame's captured bytes and its length on the wire.
-pub type Frame = (Vec<u8>, usize);
-
-/// A generated mix (seed 11, 20,000 frames: VLAN and QinQ tags, IPv4 and IPv6, fragments, VXLAN, malformed and
-/// non-IP frames), each frame with its length on the wire, and the table of its ENIs.
-pub fn generated_mix() -> anyhow::Result<(Vec<Frame>, Arc<EniTable>)> {
-    let dir = tempfile::tempdir()?;
-    flowlog_trafficgen::generate(
-        &flowlog_trafficgen::GenConfig::new(11, 20_000, 60),
-        dir.path(),
-    )?;
-    let mut reader = PcapReader::open(&dir.path().join("capture.pcap"))?;
-    let mut frames = Vec::new();
-    while let Some(p) = reader.next_packet()? {
-        frames.push((p.data.to_vec(), p.wire_len as usize));
-    }
-    let enis = EniTable::from_enis(load_enis(&dir.path().join("enis.toml"))?)?;
-    Ok((frames, Arc::new(enis)))
-}
+pub use mix::{Frame, generated_mix};
 
 /// A worker of 1-second windows with `spare_tables` spare tables, sealing by swap into an exporter ring that
 /// holds every window of a test; keep the exporter's end, unread, as long as the worker.
