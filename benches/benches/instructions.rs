@@ -16,6 +16,7 @@
 #[path = "../../vswitch-plugin/tests/quiet/trace.rs"]
 mod trace;
 
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[path = "../../vswitch-plugin/tests/quiet/mix.rs"]
 mod mix;
 

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use flowlog_benches::{print_machine, vxlan_header};
+use flowlog_benches::{VXLAN_HEADERS, print_machine, vxlan_header};
 
 fn main() -> anyhow::Result<()> {
     let seconds: f64 = std::env::var("VSWITCH_SECONDS")
@@ -66,32 +66,21 @@ fn main() -> anyhow::Result<()> {
 /// between two hypervisors' MACs, with the same timestamps.
 fn encapsulate(from: &Path, to: &Path) -> anyhow::Result<()> {
     let mut reader = flowlog_vswitch::pcap::PcapReader::open(from)?;
-    // pcap: microsecond timestamps, snap length 65,535, Ethernet.
-    let mut out: Vec<u8> = 0xa1b2_c3d4u32.to_le_bytes().to_vec();
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    for word in [0u32, 0, 65_535, 1] {
-        out.extend_from_slice(&word.to_le_bytes());
-    }
+    let mut writer =
+        flowlog_trafficgen::PcapWriter::new(std::io::BufWriter::new(std::fs::File::create(to)?))?;
+    let mut frame = Vec::new();
     while let Some(packet) = reader.next_packet()? {
-        let inner = packet.data;
-        let h = vxlan_header(packet.wire_len as usize)?;
-        let (secs, micros) = (
-            packet.timestamp_ns / 1_000_000_000,
-            packet.timestamp_ns % 1_000_000_000 / 1_000,
-        );
-        for word in [
-            u32::try_from(secs)?,
-            micros as u32,
-            (h.len() + inner.len()) as u32,
-            h.len() as u32 + packet.wire_len,
-        ] {
-            out.extend_from_slice(&word.to_le_bytes());
-        }
-        out.extend_from_slice(&h);
-        out.extend_from_slice(inner);
+        let wire_len = packet.wire_len as usize;
+        frame.clear();
+        frame.extend_from_slice(&vxlan_header(wire_len)?);
+        frame.extend_from_slice(packet.data);
+        writer.write_frame(
+            packet.timestamp_ns / 1_000,
+            &frame,
+            VXLAN_HEADERS + wire_len,
+        )?;
     }
-    std::fs::write(to, out)?;
+    writer.finish()?;
     Ok(())
 }
 

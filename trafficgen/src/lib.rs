@@ -53,7 +53,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{ConfigError, GenConfig};
 pub use malformed::MalformedReason;
-pub use pcap::PcapError;
+pub use pcap::{PcapError, PcapWriter};
 pub use summary::{RecordCounts, Summary};
 
 /// Name of the capture in the output directory.

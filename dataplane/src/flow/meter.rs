@@ -141,6 +141,17 @@ struct Tally {
     unattributed: u64,
 }
 
+/// The ENIs of the source and destination MACs of the Ethernet frame at `at` in `frame` (the inner frame of
+/// VXLAN, or the frame itself), with one 8-byte load each: a frame of a common shape holds at least
+/// COMMON_FRAME_MIN (48) bytes from `at`, so both loads succeed.
+#[inline(always)]
+fn ends_at(macs: MacLookup<'_>, frame: &[u8], at: usize) -> (Option<EniSlot>, Option<EniSlot>) {
+    (
+        raw_mac_at(frame, at + 6).and_then(|mac| macs.lookup_raw(mac)),
+        raw_mac_at(frame, at).and_then(|mac| macs.lookup_raw(mac)),
+    )
+}
+
 /// The shared part of the keys of the IPv4 packet `c`.
 #[inline(always)]
 fn v4_key(c: &CommonIpv4) -> SharedKey {
@@ -223,13 +234,7 @@ fn read_uncommon(
         ),
         None => (0, frame, wire_len, tags, tags == dot1q_tag_len(frame)),
     };
-    // A frame of either shape holds at least COMMON_FRAME_MIN bytes from `l2_at`: both 8-byte loads succeed.
-    let ends = || {
-        (
-            raw_mac_at(frame, l2_at + 6).and_then(|mac| macs.lookup_raw(mac)),
-            raw_mac_at(frame, l2_at).and_then(|mac| macs.lookup_raw(mac)),
-        )
-    };
+    let ends = || ends_at(macs, frame, l2_at);
     let fast = if tried {
         None
     } else {
@@ -325,10 +330,7 @@ impl Stager<'_> {
     #[inline(always)]
     fn common(&mut self, frame: &[u8], c: &CommonIpv4, action: Action) {
         self.tally.ip_packets += 1;
-        // The MACs of `c`, with one 8-byte load each: a frame of the common shape holds at least
-        // COMMON_FRAME_MIN (48) bytes, so both loads succeed.
-        let src = raw_mac_at(frame, 6).and_then(|mac| self.macs.lookup_raw(mac));
-        let dst = raw_mac_at(frame, 0).and_then(|mac| self.macs.lookup_raw(mac));
+        let (src, dst) = ends_at(self.macs, frame, 0);
         self.attribute(
             &v4_key(c),
             src,

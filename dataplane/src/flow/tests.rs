@@ -799,14 +799,11 @@ fn fast_paths_meter_as_the_full_parser() {
             )
         }
     };
-    let rounds = (0u64..)
-        .zip(stacks)
-        .map(|(secs, stack)| (secs, stack, false));
-    let rounds = rounds.chain(
+    let rounds = [false, true].into_iter().flat_map(|in_vxlan| {
         (0u64..)
             .zip(stacks)
-            .map(|(secs, stack)| (secs, stack, true)),
-    );
+            .map(move |(secs, stack)| (secs, stack, in_vxlan))
+    });
     for (secs, stack, in_vxlan) in rounds {
         let frames: Vec<(Vec<u8>, Vec<u8>)> = packets
             .iter()

@@ -517,7 +517,7 @@ pub fn parse_common_vxlan(frame: &[u8], wire_len: usize) -> Option<Packet> {
 }
 
 /// The inner frame of VXLAN, as [`vxlan_at`] finds it.
-pub(crate) struct Vxlan<'a> {
+pub(crate) struct VxlanInner<'a> {
     /// VXLAN network identifier.
     pub vni: u32,
     /// Where the inner frame starts in the outer one.
@@ -530,55 +530,49 @@ pub(crate) struct Vxlan<'a> {
 
 /// The outer headers of VXLAN at fixed offsets: a frame with `tag` bytes of VLAN tags after the MACs (from
 /// [`vlan_tag_len`]), IPv4 without options and not a fragment or IPv6 without extension headers, UDP to
-/// [`VXLAN_PORT`] with the I flag set, the UDP and VXLAN headers captured and inside the IP packet, the IP length
-/// within the wire length. Where it returns the inner frame, [`parse`] decapsulates it too (and takes it through
-/// its own parser); `None` for anything else, which [`parse`] may still decapsulate (IPv4 options, IPv6
-/// extension headers, more tags).
+/// [`VXLAN_PORT`], the IP length within the wire length, and the VXLAN header as [`parse`] reads it
+/// (`ip::vxlan`: the I flag set, the header captured inside the IP packet). Where it returns the inner frame,
+/// [`parse`] decapsulates it too (and takes it through its own parser); `None` for anything else, which
+/// [`parse`] may still decapsulate (IPv4 options, IPv6 extension headers, more tags).
 #[inline]
-pub(crate) fn vxlan_at(frame: &[u8], wire_len: usize, tag: usize) -> Option<Vxlan<'_>> {
+pub(crate) fn vxlan_at(frame: &[u8], wire_len: usize, tag: usize) -> Option<VxlanInner<'_>> {
     let ip_start = 14 + tag;
     let after_macs = frame.get(12 + tag..)?;
-    // The IP header's length, the IP length, and the UDP and VXLAN headers (captured): IPv4 with IHL 5, neither
-    // more-fragments nor an offset, UDP; or IPv6 with UDP next.
-    let (header, ip_len, l4) = if let Some(h) =
-        after_macs.first_chunk::<{ 2 + 20 + ip::VXLAN_OVERHEAD }>()
+    // The IP header's length and the IP length: IPv4 with IHL 5, neither more-fragments nor an offset, UDP; or
+    // IPv6 with UDP next.
+    let (header, ip_len) = if let Some(h) = after_macs.first_chunk::<{ 2 + 20 }>()
         && [h[0], h[1]] == ETHERTYPE_IPV4.to_be_bytes()
     {
         if h[2] != 0x45 || h[8] & 0x3f != 0 || h[9] != 0 || h[11] != PROTO_UDP {
             return None;
         }
-        (
-            20,
-            usize::from(u16::from_be_bytes([h[4], h[5]])),
-            h.last_chunk::<{ ip::VXLAN_OVERHEAD }>()?,
-        )
-    } else if let Some(h) = after_macs.first_chunk::<{ 2 + 40 + ip::VXLAN_OVERHEAD }>()
+        (20, usize::from(u16::from_be_bytes([h[4], h[5]])))
+    } else if let Some(h) = after_macs.first_chunk::<{ 2 + 40 }>()
         && [h[0], h[1]] == ETHERTYPE_IPV6.to_be_bytes()
     {
         if h[2] >> 4 != 6 || h[8] != PROTO_UDP {
             return None;
         }
-        (
-            40,
-            40 + usize::from(u16::from_be_bytes([h[6], h[7]])),
-            h.last_chunk::<{ ip::VXLAN_OVERHEAD }>()?,
-        )
+        (40, 40 + usize::from(u16::from_be_bytes([h[6], h[7]])))
     } else {
         return None;
     };
-    // No underflow: the frame holds more than ip_start bytes. The UDP and VXLAN headers lie inside the IP packet.
-    if ip_len > wire_len.max(frame.len()) - ip_start
-        || ip_len < header + ip::VXLAN_OVERHEAD
-        || u16::from_be_bytes([l4[2], l4[3]]) != VXLAN_PORT
-        || l4[8] & 0x08 == 0
-    {
+    // No underflow: the frame holds more than ip_start bytes.
+    if ip_len > wire_len.max(frame.len()) - ip_start {
         return None;
     }
-    let inner_at = ip_start + header + ip::VXLAN_OVERHEAD;
-    Some(Vxlan {
-        vni: u32::from_be_bytes([0, l4[12], l4[13], l4[14]]),
-        inner_at,
-        inner: frame.get(inner_at..frame.len().min(ip_start + ip_len))?,
+    // The UDP datagram as far as it was captured inside the IP packet, as the full parser bounds it.
+    let l4_at = ip_start + header;
+    let udp = frame.get(l4_at..frame.len().min(ip_start + ip_len))?;
+    if udp.get(2..4)? != VXLAN_PORT.to_be_bytes() {
+        return None;
+    }
+    let vxlan = ip::vxlan(udp).ok()??;
+    Some(VxlanInner {
+        vni: vxlan.vni,
+        inner_at: l4_at + ip::VXLAN_OVERHEAD,
+        inner: vxlan.inner,
+        // The VXLAN header lies inside the IP packet, so no underflow.
         inner_wire: ip_len - header - ip::VXLAN_OVERHEAD,
     })
 }

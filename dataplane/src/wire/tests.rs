@@ -655,6 +655,14 @@ mod props {
         }
     }
 
+    /// `f` with the IPv4 total length or IPv6 payload length at `at` a little off (by `delta`).
+    fn nudge_length(f: &mut [u8], at: usize, delta: i16) {
+        if let Some(field) = f.get_mut(at..at + 2) {
+            let length = u16::from_be_bytes([field[0], field[1]]).wrapping_add_signed(delta);
+            field.copy_from_slice(&length.to_be_bytes());
+        }
+    }
+
     /// VLAN tag stacks (TPID, VLAN) for the fast-path properties: none, one of each TPID, QinQ, a legacy double
     /// tag, and three tags (which no fast path takes).
     const TAG_STACKS: &[&[(u16, u16)]] = &[
@@ -798,7 +806,7 @@ mod props {
         /// with the same VNI. The frames carry an inner frame of a common shape (or a protocol the IPv6 fast
         /// path leaves alone, or VXLAN's port inside, or an inner IP length a little off) under one of the tag
         /// stacks, in VXLAN over IPv4 or IPv6 (or a UDP port next to it, the I flag clear, an IPv4 fragment, an
-        /// IPv6 extension header) under one of the tag stacks, with Ethernet padding after the outer IP packet,
+        /// IPv6 extension header, an outer IP length a little off) under one of the tag stacks, with Ethernet padding after the outer IP packet,
         /// or are one byte away from that, cut anywhere. The fast path reads every such frame of common shapes
         /// with up to two tags at each level; no other fast path reads UDP to VXLAN's port.
         #[test]
@@ -815,6 +823,7 @@ mod props {
             outer_flags_offset in prop::sample::select(vec![0u16, 0x4000, 0x2000, 0x0001]),
             payload in 0usize..30,
             inner_len_delta in prop::sample::select(vec![0i16, 0, 0, -1, 1, 2]),
+            outer_len_delta in prop::sample::select(vec![0i16, 0, 0, -1, 1, 2]),
             padding in prop::sample::select(vec![0usize, 0, 2, 6]),
             cut in 40usize..200,
             flip in proptest::option::of((0usize..140, any::<u8>())),
@@ -828,10 +837,7 @@ mod props {
             } else {
                 (frame(eth(MAC_B, MAC_A, inner_vlans, 0x0800), ipv4(A4, B4, protocol, 9, 0, &[], &l4)), COMMON_FRAME_MIN, 16)
             };
-            // The inner IPv4 total length or IPv6 payload length, a little off.
-            let at = length_at + 4 * inner_vlans.len();
-            let length = u16::from_be_bytes([inner[at], inner[at + 1]]).wrapping_add_signed(inner_len_delta);
-            inner[at..at + 2].copy_from_slice(&length.to_be_bytes());
+            nudge_length(&mut inner, length_at + 4 * inner_vlans.len(), inner_len_delta);
             let outer_udp = udp(40000, outer_dport, &vxlan_payload(vxlan_flags, 0xab_cdef, &inner));
             // Over IPv6, `outer_flags_offset` other than 0 puts a destination-options header in front. Over TCP,
             // the same bytes are a TCP segment that only looks like VXLAN.
@@ -848,6 +854,7 @@ mod props {
                     ipv4([192, 168, 0, 1], [192, 168, 0, 2], outer_protocol, 1, outer_flags_offset, &[], &outer_udp),
                 ), 38)
             };
+            nudge_length(&mut f, if outer_v6 { 18 } else { 16 } + 4 * outer_vlans.len(), outer_len_delta);
             // What the inner frame can hold is bounded by the outer IP packet, padding excluded.
             let unpadded = f.len();
             f.resize(f.len() + padding, 0);
