@@ -194,13 +194,11 @@ mod counting {
     /// The functions that ran the most instructions of `stretch` (at most 6), by name from `nm` (the file's name
     /// where it has none); empty when `nm` or `readelf` is missing.
     fn top_functions(tracer: &Tracer, stretch: &Stretch) -> Vec<(String, u64)> {
-        let mut addresses: Vec<u64> = stretch.runs.keys().copied().collect();
-        // `places` answers for the sorted addresses.
-        addresses.sort_unstable();
+        let addresses: Vec<u64> = stretch.runs.keys().copied().collect();
         let mut files: BTreeMap<String, Option<Symbols>> = BTreeMap::new();
         let mut by: BTreeMap<String, u64> = BTreeMap::new();
-        for (address, (file, offset)) in addresses.iter().zip(tracer.places(&addresses)) {
-            let runs = stretch.runs.get(address).copied().unwrap_or(0);
+        for (address, (file, offset)) in tracer.places(&addresses) {
+            let runs = stretch.runs.get(&address).copied().unwrap_or(0);
             let symbols = files.entry(file.clone()).or_insert_with(|| symbols(&file));
             let name = match symbols {
                 Some(symbols) => symbols.name(offset),

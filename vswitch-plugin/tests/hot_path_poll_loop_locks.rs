@@ -102,12 +102,12 @@ fn trace_lcore(tid_in: &mut std::fs::File) -> anyhow::Result<()> {
     let by_file = tracer.by_file(&polls);
     let this_binary = std::env::current_exe()?;
     let ours: Vec<_> = places
-        .iter()
+        .values()
         .filter(|(file, _)| std::path::Path::new(file) == this_binary)
         .collect();
     let mut theirs = std::collections::BTreeMap::<&str, usize>::new();
     for (file, _) in places
-        .iter()
+        .values()
         .filter(|(file, _)| std::path::Path::new(file) != this_binary)
     {
         *theirs.entry(file.as_str()).or_default() += 1;

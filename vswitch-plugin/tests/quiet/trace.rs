@@ -187,13 +187,14 @@ impl Tracer {
         files
     }
 
-    /// Where each distinct address lies, as (the mapped file, the offset in that file): `readelf -l` gives the
-    /// address `addr2line` wants for it. Read it while the process lives.
-    pub fn places(&self, addresses: &[u64]) -> Vec<(String, u64)> {
+    /// Where each distinct address lies, by address, as (the mapped file, the offset in that file): `readelf -l`
+    /// gives the address `addr2line` wants for it. Read it while the process lives.
+    pub fn places(&self, addresses: &[u64]) -> std::collections::BTreeMap<u64, (String, u64)> {
         let mut distinct = addresses.to_vec();
         distinct.sort_unstable();
         distinct.dedup();
-        self.places_each(&distinct)
+        let places = self.places_each(&distinct);
+        distinct.into_iter().zip(places).collect()
     }
 
     /// [`Tracer::places`] of each address, in order.
