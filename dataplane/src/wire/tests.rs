@@ -855,8 +855,9 @@ mod props {
                 ), 38)
             };
             nudge_length(&mut f, if outer_v6 { 18 } else { 16 } + 4 * outer_vlans.len(), outer_len_delta);
-            // What the inner frame can hold is bounded by the outer IP packet, padding excluded.
-            let unpadded = f.len();
+            // What the inner frame can hold is bounded by the outer IP packet, padding excluded, as its length
+            // field says (one byte short of the frame when nudged down).
+            let unpadded = f.len().saturating_add_signed(isize::from(outer_len_delta.min(0)));
             f.resize(f.len() + padding, 0);
             let (f, wire) = flip_and_cut(f, flip, cut, wire_extra);
             let full = parse(&f, wire);
