@@ -6,7 +6,9 @@
 //! The functions that ran most of the meter's instructions are listed by name when `nm` (binutils) is at hand.
 //!
 //! Each shape is metered once whole first (every flow in the table, so the counted bursts are updates), then
-//! `INSTRUCTIONS_FRAMES` (default 256) of its frames are counted. Single-stepping runs at about 10^5
+//! `INSTRUCTIONS_FRAMES` (default 256) of its frames are counted. The IPv4 frames are also counted as the first
+//! of a window after a seal, where each flow is inserted again into a recycled table: what a seal costs the
+//! worker afterwards. Single-stepping runs at about 10^5
 //! instructions a second. x86-64 Linux; needs `ptrace` of a child, which the default Yama scope allows.
 //!
 //! `cargo bench -p flowlog-benches --bench instructions`
@@ -74,22 +76,40 @@ mod counting {
         let v6: Vec<Frame> = (0..FLOWS).map(|id| (ipv6_tcp(id), 86)).collect();
         let (mix, mix_enis) = generated_mix()?;
         let shapes = [
-            ("64-byte IPv4/TCP frames, 10,000 flows", &v4, &enis),
+            (
+                "64-byte IPv4/TCP frames, 10,000 flows",
+                &v4,
+                &enis,
+                Window::Updates,
+            ),
+            (
+                "the same, the window's first after a seal (every flow inserted again into a recycled table)",
+                &v4,
+                &enis,
+                Window::AfterSeal,
+            ),
             (
                 "the same inside VXLAN over IPv4 (114 bytes)",
                 &overlay,
                 &enis,
+                Window::Updates,
             ),
-            ("86-byte IPv6/TCP frames, 10,000 flows", &v6, &enis),
+            (
+                "86-byte IPv6/TCP frames, 10,000 flows",
+                &v6,
+                &enis,
+                Window::Updates,
+            ),
             (
                 "the generated mix (seed 11, 20,000 frames)",
                 &mix,
                 &mix_enis,
+                Window::Updates,
             ),
         ];
-        for (name, frames, enis) in shapes {
+        for (name, frames, enis, window) in shapes {
             let traced = spread(frames, counted);
-            let counts = count(frames, &traced, enis)?;
+            let counts = count(frames, &traced, enis, window)?;
             println!(
                 "  {name}: {:.1} instructions per frame (wire::parse alone: {:.1})",
                 counts.meter as f64 / traced.len() as f64,
@@ -103,6 +123,17 @@ mod counting {
             }
         }
         Ok(())
+    }
+
+    /// Where in a window the counted frames fall.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Window {
+        /// Well into it: every flow is in the table, each frame an update.
+        Updates,
+        /// First after a seal: the table is a recycled one (cleared by the exporter's hand-back after it read
+        /// a window out), so each flow is inserted again. Its cost against `Updates` is what a seal leaves
+        /// behind for the worker to catch up with.
+        AfterSeal,
     }
 
     /// `n` frames spread over all of `frames` (every k-th), in order.
@@ -121,15 +152,39 @@ mod counting {
         top: Vec<(String, u64)>,
     }
 
-    /// Counts the meter on `traced` (after `warm` went through it whole), and `wire::parse` alone on the same
-    /// frames.
-    fn count(warm: &[Frame], traced: &[Frame], enis: &Arc<EniTable>) -> anyhow::Result<Counts> {
+    /// Counts the meter on `traced` at `window` (after `warm` went through it whole), and `wire::parse` alone on
+    /// the same frames.
+    fn count(
+        warm: &[Frame],
+        traced: &[Frame],
+        enis: &Arc<EniTable>,
+        window: Window,
+    ) -> anyhow::Result<Counts> {
         let mut meter = Meter::new(MeterConfig::new(60, 1 << 16), enis.clone())?;
         let mut sealed: Vec<SealedWindow> = Vec::new();
         // The bursts are built before counting: only the meter's instructions are counted.
         let (warm, traced_bursts) = (bursts(warm), bursts(traced));
-        meter_all(&mut meter, &warm, &mut sealed);
-        meter_all(&mut meter, &traced_bursts, &mut sealed);
+        let mut now = 0;
+        match window {
+            Window::Updates => {
+                meter_all(&mut meter, &warm, now, &mut sealed);
+                meter_all(&mut meter, &traced_bursts, now, &mut sealed);
+            }
+            Window::AfterSeal => {
+                // Three full windows, each sealed and read out, its table handed back: every table the meter
+                // holds then has been used and recycled, as in a running worker.
+                for _ in 0..3 {
+                    meter_all(&mut meter, &warm, now, &mut sealed);
+                    now += 60;
+                    meter.advance(now, &mut sealed);
+                    for mut window in sealed.drain(..) {
+                        anyhow::ensure!(window.flows().len() == FLOWS as usize, "a whole window");
+                        let table = window.take_table().context("a swapped table")?;
+                        anyhow::ensure!(meter.recycle_table(table).is_ok(), "recycled");
+                    }
+                }
+            }
+        }
         // SAFETY: the child only runs the code below (no locks are taken between fork and exit that another
         // thread could hold: this process has one thread here) and leaves with _exit.
         let pid = unsafe { libc::fork() };
@@ -140,7 +195,7 @@ mod counting {
                 libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
                 libc::raise(libc::SIGSTOP);
             }
-            meter_all(&mut meter, &traced_bursts, &mut sealed);
+            meter_all(&mut meter, &traced_bursts, now, &mut sealed);
             // SAFETY: as above.
             unsafe { libc::raise(libc::SIGSTOP) };
             let mut parsed = 0usize;
@@ -184,10 +239,15 @@ mod counting {
             .collect()
     }
 
-    /// Meters `bursts`, all at one time.
-    fn meter_all(meter: &mut Meter, bursts: &[Burst<'_>], sealed: &mut Vec<SealedWindow>) {
+    /// Meters `bursts`, all at `now`.
+    fn meter_all(
+        meter: &mut Meter,
+        bursts: &[Burst<'_>],
+        now: u64,
+        sealed: &mut Vec<SealedWindow>,
+    ) {
         for burst in bursts {
-            meter.account_burst(0, burst, sealed);
+            meter.account_burst(now, burst, sealed);
         }
     }
 

@@ -66,12 +66,13 @@
 //!    over such IPv4 or IPv6 carrying an inner frame of either shape ([`crate::wire::parse_common_vxlan`], the inner
 //!    frame's MACs), and the rest takes the full parser and the fragment table. Each attribution (one or two per
 //!    packet) is staged as a hashed table key into a preallocated scratch array, writing only the words its key
-//!    uses.
+//!    uses, and its home bucket starts loading at once (the table's first pass, one update at a time), so the
+//!    rest of the burst's parsing hides that load: after a seal, when the fresh table is cold, this matters.
 //!    The MAC lookup, the table's hashing secrets and the per-frame counters stay in a `Stager` split off the
 //!    meter for the burst, not reloaded through the meter per packet; the out-of-line slow path is a function
 //!    given only what it needs (not the stager), so the compiler can keep the stager in registers;
-//! 3. [`FlowTable::update_burst`] prefetches every home bucket, then finds each candidate entry and prefetches
-//!    it, then updates in order;
+//! 3. [`FlowTable::load_entries`] finds each candidate entry and prefetches it, then
+//!    [`FlowTable::apply_loaded`] updates in order;
 //! 4. it counts what the table refused (only when the table says it refused any), and touches the few lines a
 //!    seal needs (so the seal finds them cached).
 //!
@@ -90,8 +91,8 @@ use super::fragment::{FragmentOutcome, FragmentTable};
 use super::hint::prefetch;
 use super::key::{Action, Direction};
 use super::table::{
-    AddOutcome, DEFAULT_SEED, FlowBatch, FlowTable, FlowUpdate, Keyer, MAX_FLOW_CAPACITY,
-    SharedKey, TableError,
+    AddOutcome, BucketLoader, DEFAULT_SEED, FlowBatch, FlowTable, FlowUpdate, Keyer,
+    MAX_FLOW_CAPACITY, SharedKey, TableError,
 };
 use super::window::{Contents, SealSink, SealedWindow, window_start};
 use crate::wire::{
@@ -123,6 +124,7 @@ fn count_outcomes(counters: &mut MeterCounters, updates: &[FlowUpdate]) {
 struct Stager<'m> {
     macs: MacLookup<'m>,
     keyer: Keyer,
+    buckets: BucketLoader<'m>,
     /// The burst's attributions, `staged` of them so far: a store and an increment each, with no capacity to
     /// check (a frame makes at most two).
     updates: &'m mut [FlowUpdate; 2 * MAX_BURST],
@@ -363,6 +365,7 @@ impl Stager<'_> {
                 if let Some(update) = self.updates.get_mut(self.staged) {
                     self.keyer
                         .stage(shared, slot, direction, action, bytes, tcp_flags, update);
+                    self.buckets.load(update);
                     self.staged += 1;
                 }
             }
@@ -657,7 +660,9 @@ impl Meter {
         let staged = stager.finish(burst.len());
         let updates = self.updates.get_mut(..staged).unwrap_or_default();
         let refused = self.table.refused();
-        self.table.update_burst(updates);
+        // Each update's home bucket was loaded as it was staged.
+        self.table.load_entries(updates);
+        self.table.apply_loaded(updates);
         if self.table.refused() != refused {
             count_outcomes(&mut self.counters, updates);
         }
@@ -834,6 +839,7 @@ impl Meter {
         Stager {
             macs: self.enis.macs(),
             keyer: self.table.keyer(),
+            buckets: self.table.bucket_loader(),
             updates: &mut self.updates,
             staged: 0,
             fragments: &mut self.fragments,
