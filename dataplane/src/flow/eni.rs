@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::wire::MacAddr;
 
@@ -119,7 +119,11 @@ pub struct EniTable {
     macs: MacIndex,
 }
 
-static NEXT_LINEAGE: AtomicU64 = AtomicU64::new(1);
+#[expect(
+    clippy::disallowed_types,
+    reason = "one increment per ENI table built (the control path), never per packet"
+)]
+static NEXT_LINEAGE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl EniTable {
     /// Starts a new, empty table lineage.
