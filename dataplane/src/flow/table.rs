@@ -40,14 +40,14 @@
 //! prefetches every key's home bucket, so the CPU overlaps their cache and TLB misses; (2) in the now-cached
 //! buckets it finds each key's first tag match (the seven tags compared at once, SSE2 on x86-64) and prefetches
 //! that candidate entry (or the overflow bucket of a full bucket without one); (3) it updates or inserts, in
-//! order: a candidate that holds the key is updated directly; a key without a tag in its home bucket, which has a
-//! free slot, is new (flows are never removed within a window) and is stored there directly, the common case of
-//! the window's first packets after a seal; anything else (a tag collision, an overflowed key, a flow inserted
-//! earlier in the same burst) takes the ordinary probe. The first two passes only warm the cache, so the result
-//! always equals one [`FlowTable::add_key`] per update in order. The first pass also exists one update at a time
-//! for a caller that stages updates one by one (the meter): each home bucket then starts loading while the next
-//! packets are parsed, which leaves more time for a cold one to arrive. The
-//! prefetches are `safe_arch`'s safe wrapper of `_mm_prefetch` (this crate forbids `unsafe`): unlike a load, a
+//! order: a candidate that holds the key is updated directly; anything else takes the probe of
+//! [`FlowTable::add_key`]. The probe stores a key without a tag in its home bucket, when that has a free slot,
+//! straight there (the key is new: flows are never removed within a window; the common case of the window's first
+//! packets after a seal), and searches bucket after bucket otherwise (a tag collision, an overflowed key, a flow
+//! inserted earlier in the same burst). The first two passes only warm the cache, so the result always equals one
+//! [`FlowTable::add_key`] per update in order. The first pass also exists one update at a time for a caller that
+//! stages updates one by one (the meter): each home bucket then starts loading while the next packets are parsed,
+//! which leaves more time for a cold one to arrive. The prefetches are `safe_arch`'s safe wrapper of `_mm_prefetch` (this crate forbids `unsafe`): unlike a load, a
 //! prefetch retires at once, so no pass waits on a miss.
 //!
 //! # Per-ENI totals
@@ -757,9 +757,9 @@ impl FlowTable {
 
     /// Pipeline pass 3, after [`FlowTable::load_buckets`] (and usually [`FlowTable::load_entries`]) on the same
     /// updates, with no [`FlowTable::clear`] in between: applies them in order, setting each outcome. A
-    /// candidate entry holding the key is updated directly; a new key whose home bucket has room is stored there
-    /// directly; anything else (a tag collision, an overflowed key, a flow inserted since the candidate was
-    /// found) takes the full probe, so the result is always that of one [`FlowTable::add_key`] per update.
+    /// candidate entry holding the key is updated directly; anything else (a new flow, a tag collision, an
+    /// overflowed key, a flow inserted since the candidate was found) takes the probe, so the result is always
+    /// that of one [`FlowTable::add_key`] per update.
     pub fn apply_loaded(&mut self, updates: &mut [FlowUpdate]) {
         let n = self.t.buckets.len();
         for update in updates.iter_mut() {
@@ -777,13 +777,12 @@ impl FlowTable {
             };
             let outcome = match direct {
                 Some(outcome) => outcome,
-                None => {
-                    let home = bucket_index(update.key.hash, n);
-                    match self.insert_home(home, &update.key, update.bytes, update.tcp_flags) {
-                        Some(outcome) => outcome,
-                        None => self.probe(home, &update.key, update.bytes, update.tcp_flags),
-                    }
-                }
+                None => self.probe(
+                    bucket_index(update.key.hash, n),
+                    &update.key,
+                    update.bytes,
+                    update.tcp_flags,
+                ),
             };
             update.outcome = outcome;
             self.count(update.key.eni(), update.bytes, outcome);
@@ -801,9 +800,20 @@ impl FlowTable {
         }
     }
 
+    /// Looks `key` up from bucket `home` on and updates or inserts it: first [`FlowTable::insert_home`], the
+    /// short way of a new key, then [`FlowTable::search`].
+    #[inline(always)]
+    fn probe(&mut self, home: usize, key: &TableKey, bytes: u64, tcp_flags: u8) -> AddOutcome {
+        match self.insert_home(home, key, bytes, tcp_flags) {
+            Some(outcome) => outcome,
+            None => self.search(home, key, bytes, tcp_flags),
+        }
+    }
+
     /// A new key's short way in: stores `key` in its home bucket `home` when that bucket has a free slot and no
     /// tag of the key. Flows are never removed within a window, so such a key is in no other bucket either: the
-    /// same result as [`FlowTable::probe`], without its loop. `None`, changing nothing, otherwise.
+    /// same result as [`FlowTable::search`], without its loop (the window's first packets after a seal, when
+    /// every flow is new). `None`, changing nothing, otherwise.
     #[inline(always)]
     fn insert_home(
         &mut self,
@@ -848,9 +858,10 @@ impl FlowTable {
         Some(AddOutcome::Inserted)
     }
 
-    /// Looks `key` up from bucket `home` on and updates or inserts it.
+    /// Looks `key` up from bucket `home` on, bucket after bucket, and updates it or inserts it into the first free
+    /// slot.
     #[inline]
-    fn probe(&mut self, home: usize, key: &TableKey, bytes: u64, tcp_flags: u8) -> AddOutcome {
+    fn search(&mut self, home: usize, key: &TableKey, bytes: u64, tcp_flags: u8) -> AddOutcome {
         let epoch = self.t.epoch;
         let n = self.t.buckets.len();
         let tag = key.hash as u32;
