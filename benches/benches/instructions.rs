@@ -39,16 +39,18 @@ mod counting {
     use std::sync::Arc;
 
     use anyhow::Context;
-    use flowlog_benches::{print_machine, vxlan_header};
+    use flowlog_benches::{
+        SYNTHETIC_ENIS, ipv4_tcp_template, print_machine, set_flow, synthetic_eni_mac,
+        synthetic_eni_table, vxlan_header,
+    };
     use flowlog_dataplane::flow::{
-        Action, Burst, Eni, EniTable, MAX_BURST, MacAddr, Meter, MeterConfig, SealedWindow,
+        Action, Burst, EniTable, MAX_BURST, Meter, MeterConfig, SealedWindow,
     };
     use flowlog_dataplane::wire::parse;
 
     use super::mix::{Frame, generated_mix};
     use super::trace::{Stretch, Tracer};
 
-    const ENIS: u32 = 16;
     const FLOWS: u32 = 10_000;
 
     pub fn main() -> anyhow::Result<()> {
@@ -62,8 +64,14 @@ mod counting {
             "instructions per frame of Meter::account_burst on prebuilt bursts of {MAX_BURST}, {counted} frames per \
              shape, each shape's flows already in the table; baseline: wire::parse alone on the same frames"
         );
-        let enis = synthetic_enis()?;
-        let v4: Vec<Frame> = (0..FLOWS).map(|id| (ipv4_tcp(id), 64)).collect();
+        let enis = synthetic_eni_table()?;
+        let v4: Vec<Frame> = (0..FLOWS)
+            .map(|id| {
+                let mut f = ipv4_tcp_template(id);
+                set_flow(&mut f, id);
+                (f.to_vec(), 64)
+            })
+            .collect();
         let overlay = v4
             .iter()
             .map(|(f, _)| {
@@ -333,55 +341,18 @@ mod counting {
         (!by_offset.is_empty()).then_some(Symbols { by_offset })
     }
 
-    fn eni_mac(i: u32) -> MacAddr {
-        MacAddr([2, 0, 0, 0xe1, 0, i as u8])
-    }
-
-    fn synthetic_enis() -> anyhow::Result<Arc<EniTable>> {
-        let enis = (0..ENIS).map(|i| {
-            Eni::new(
-                format!("eni-{i:05}"),
-                eni_mac(i),
-                "i-1",
-                "vsw-1",
-                "vpc-1",
-                "100000000001",
-            )
-        });
-        Ok(Arc::new(EniTable::from_enis(enis)?))
-    }
-
-    /// A 64-byte IPv4/TCP frame of flow `id` from ENI `id % ENIS` to the internet.
-    fn ipv4_tcp(id: u32) -> Vec<u8> {
-        let mut f = vec![0u8; 64];
-        f[0..6].copy_from_slice(&[2, 0xff, 0xff, 0, 0, 1]);
-        f[6..12].copy_from_slice(&eni_mac(id % ENIS).0);
-        f[12..14].copy_from_slice(&[0x08, 0x00]);
-        f[14] = 0x45;
-        f[16..18].copy_from_slice(&46u16.to_be_bytes());
-        f[22] = 64;
-        f[23] = 6;
-        f[26..30].copy_from_slice(&[10, 0, (id % ENIS) as u8, 10]);
-        f[30..34].copy_from_slice(&(0x3400_0000 | id).to_be_bytes());
-        f[34..36].copy_from_slice(&(40_000 + (id % 20_000) as u16).to_be_bytes());
-        f[36..38].copy_from_slice(&443u16.to_be_bytes());
-        f[46] = 0x50;
-        f[47] = 0x10;
-        f
-    }
-
-    /// An 86-byte IPv6/TCP frame of flow `id` from ENI `id % ENIS` to the internet.
+    /// An 86-byte IPv6/TCP frame of flow `id` from synthetic ENI `id % SYNTHETIC_ENIS` to the internet.
     fn ipv6_tcp(id: u32) -> Vec<u8> {
         let mut f = vec![0u8; 86];
         f[0..6].copy_from_slice(&[2, 0xff, 0xff, 0, 0, 1]);
-        f[6..12].copy_from_slice(&eni_mac(id % ENIS).0);
+        f[6..12].copy_from_slice(&synthetic_eni_mac(id % SYNTHETIC_ENIS).0);
         f[12..14].copy_from_slice(&[0x86, 0xdd]);
         f[14] = 0x60;
         f[18..20].copy_from_slice(&32u16.to_be_bytes());
         f[20] = 6;
         f[21] = 64;
         f[22..24].copy_from_slice(&[0x20, 0x01]);
-        f[37] = (id % ENIS) as u8;
+        f[37] = (id % SYNTHETIC_ENIS) as u8;
         f[38..40].copy_from_slice(&[0x24, 0x04]);
         f[50..54].copy_from_slice(&id.to_be_bytes());
         f[54..56].copy_from_slice(&(40_000 + (id % 20_000) as u16).to_be_bytes());

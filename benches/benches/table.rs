@@ -15,22 +15,19 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flowlog_benches::{
-    VXLAN_HEADERS, cpu, measure_on_cpu as measure, print_machine, report_line, vxlan_header,
+    SYNTHETIC_ENIS, VXLAN_HEADERS, cpu, measure_on_cpu as measure, print_machine, report_line,
+    synthetic_eni_mac, synthetic_eni_table, vxlan_header,
 };
 use flowlog_dataplane::flow::{
-    Action, Burst, Direction, Eni, EniSlot, EniTable, FlowCounts, FlowKey, FlowTable, FlowUpdate,
-    IPV4_BYTES_PER_FLOW, IPV4_ENTRY_BYTES, IPV6_BYTES_PER_FLOW, IPV6_ENTRY_BYTES, MAX_BURST,
-    MacAddr, Meter, MeterConfig, SealedWindow,
+    Action, Burst, Direction, EniSlot, FlowCounts, FlowKey, FlowTable, FlowUpdate,
+    IPV4_BYTES_PER_FLOW, IPV4_ENTRY_BYTES, IPV6_BYTES_PER_FLOW, IPV6_ENTRY_BYTES, MAX_BURST, Meter,
+    MeterConfig, SealedWindow,
 };
 use flowlog_dataplane::wire::{Family, v4_mapped};
-use flowlog_vswitch::dpdk::pin_current_thread;
-
-/// ENIs of the meter runs.
-const ENIS: u32 = 16;
+use flowlog_vswitch::dpdk::{pin_current_thread, unpin_current_thread};
 
 fn main() -> anyhow::Result<()> {
     let sizes = env_list("TABLE_SIZES", &[1_000, 100_000, 1_000_000, 4_000_000]);
@@ -51,7 +48,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     println!(
-        "\n(b) the meter on 64-byte IPv4 TCP frames in memory ({ENIS} ENIs, one attribution per packet), \
+        "\n(b) the meter on 64-byte IPv4 TCP frames in memory ({SYNTHETIC_ENIS} ENIs, one attribution per packet), \
          {packets} packets, best of {runs}, and on the same frames inside VXLAN over IPv4 (114 bytes) (the \
          whole worker against its receive-and-free floor, both measured in one run, is benches/worker.rs)"
     );
@@ -60,7 +57,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     println!(
-        "\n(c) the worker's pause at a seal (Meter::advance across a window boundary), {ENIS} ENIs"
+        "\n(c) the worker's pause at a seal (Meter::advance across a window boundary), {SYNTHETIC_ENIS} ENIs"
     );
     for &n in &meter_flows {
         seal_pause(n)?;
@@ -130,7 +127,7 @@ impl Rng {
     }
 }
 
-/// `n` distinct IPv4 TCP flow keys of ENI slots 0..ENIS.
+/// `n` distinct IPv4 TCP flow keys of ENI slots 0..SYNTHETIC_ENIS.
 fn flow_keys(n: usize, seed: u64) -> Vec<FlowKey> {
     let mut rng = Rng(seed);
     let mut seen = std::collections::HashSet::with_capacity(n);
@@ -140,7 +137,7 @@ fn flow_keys(n: usize, seed: u64) -> Vec<FlowKey> {
         let key = FlowKey {
             src: v4_mapped([10, (r >> 8) as u8, (r >> 16) as u8, (r >> 24) as u8]),
             dst: v4_mapped([172, 16, (r >> 32) as u8, (r >> 40) as u8]),
-            eni: EniSlot((keys.len() % ENIS as usize) as u32),
+            eni: EniSlot((keys.len() % SYNTHETIC_ENIS as usize) as u32),
             src_port: (r >> 48) as u16,
             dst_port: 443,
             protocol: 6,
@@ -340,24 +337,6 @@ fn ns_per(time: Duration, packets: u64) -> f64 {
     time.as_secs_f64() * 1e9 / packets as f64
 }
 
-fn eni_table() -> anyhow::Result<Arc<EniTable>> {
-    let enis = (0..ENIS).map(|i| {
-        Eni::new(
-            format!("eni-{i:05}"),
-            eni_mac(i),
-            format!("i-{i}"),
-            "vsw-1",
-            "vpc-1",
-            "100000000001",
-        )
-    });
-    Ok(Arc::new(EniTable::from_enis(enis)?))
-}
-
-fn eni_mac(i: u32) -> MacAddr {
-    MacAddr([2, 0, 0, 0xe1, (i >> 8) as u8, i as u8])
-}
-
 /// 64-byte Ethernet + IPv4 + TCP frames of `n` flows (each flow from its ENI to the gateway): every flow once in
 /// a random order, then uniformly random flows up to `packets`.
 fn frames(n: usize, packets: usize) -> Vec<u8> {
@@ -378,7 +357,7 @@ fn frames(n: usize, packets: usize) -> Vec<u8> {
         let k = &keys[i as usize];
         let mut f = [0u8; 64];
         f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 0xfe]);
-        f[6..12].copy_from_slice(&eni_mac(k.eni.0).0);
+        f[6..12].copy_from_slice(&synthetic_eni_mac(k.eni.0).0);
         f[12..14].copy_from_slice(&[0x08, 0x00]);
         let ip = &mut f[14..34];
         ip[0] = 0x45;
@@ -413,7 +392,7 @@ fn meter_config(flows: usize) -> MeterConfig {
 }
 
 fn meter_runs(n: usize, packets: usize, runs: usize) -> anyhow::Result<()> {
-    let enis = eni_table()?;
+    let enis = synthetic_eni_table()?;
     let bytes = frames(n, packets);
     let count = packets as u64;
     let mut meter = Meter::new(meter_config(n), enis.clone())?;
@@ -476,8 +455,9 @@ fn meter_runs(n: usize, packets: usize, runs: usize) -> anyhow::Result<()> {
 }
 
 fn seal_pause(n: usize) -> anyhow::Result<()> {
-    let enis = eni_table()?;
+    let enis = synthetic_eni_table()?;
     let bytes = frames(n, n);
+    let bursts = bursts_of(&bytes);
     let reps = if n >= 1_000_000 { 24 } else { 200 };
     let mut sealed: Vec<SealedWindow> = Vec::with_capacity(4);
     let mut pauses = Vec::with_capacity(reps);
@@ -500,13 +480,8 @@ fn seal_pause(n: usize) -> anyhow::Result<()> {
         let mut now = 60_000u64;
         meter.start(now);
         for rep in 0..if mode == 0 { reps } else { reps.min(5) } {
-            for chunk in bytes.chunks(64 * MAX_BURST) {
-                let mut burst = Burst::new();
-                for f in chunk.chunks(64) {
-                    // At most MAX_BURST frames per chunk.
-                    let _ = burst.push(f, 64, Action::Accept);
-                }
-                meter.account_burst(now, &burst, &mut sealed);
+            for burst in &bursts {
+                meter.account_burst(now, burst, &mut sealed);
             }
             let flows = meter.open_flows();
             now += 60;
@@ -593,19 +568,9 @@ const AFTER_SEAL_PASSES: usize = 8;
 /// which the receive queue must hold.
 fn after_seal(n: usize, ghz: f64) -> anyhow::Result<()> {
     let windows = if n >= 1_000_000 { 8 } else { 40 };
-    let enis = eni_table()?;
+    let enis = synthetic_eni_table()?;
     let bytes = frames(n, n);
-    let bursts: Vec<Burst<'_>> = bytes
-        .chunks(64 * MAX_BURST)
-        .map(|chunk| {
-            let mut burst = Burst::new();
-            for f in chunk.chunks(64) {
-                // At most MAX_BURST frames per chunk.
-                let _ = burst.push(f, 64, Action::Accept);
-            }
-            burst
-        })
-        .collect();
+    let bursts = bursts_of(&bytes);
     let (to_exporter, sealed_windows) = std::sync::mpsc::channel::<SealedWindow>();
     let (hand_back, returned) = std::sync::mpsc::channel::<FlowTable>();
     let exporter = std::thread::spawn(move || {
@@ -668,7 +633,7 @@ fn after_seal(n: usize, ghz: f64) -> anyhow::Result<()> {
     let exported = exporter
         .join()
         .map_err(|_| anyhow::anyhow!("the exporter thread panicked"))?;
-    let _ = pin_current_thread(&[0, 1]);
+    let _ = unpin_current_thread();
     let c = meter.counters();
     anyhow::ensure!(
         c.seals_swapped == windows as u64 - 1 && exported == (windows - 1) * n,
@@ -695,6 +660,21 @@ fn after_seal(n: usize, ghz: f64) -> anyhow::Result<()> {
         n as f64 * (0.8 * r - 1.0).max(0.0),
     );
     Ok(())
+}
+
+/// 64-byte frames laid end to end in `bytes`, in bursts of [`MAX_BURST`].
+fn bursts_of(bytes: &[u8]) -> Vec<Burst<'_>> {
+    bytes
+        .chunks(64 * MAX_BURST)
+        .map(|chunk| {
+            let mut burst = Burst::new();
+            for f in chunk.chunks(64) {
+                // At most MAX_BURST frames per chunk.
+                let _ = burst.push(f, 64, Action::Accept);
+            }
+            burst
+        })
+        .collect()
 }
 
 fn median(sorted: &[f64]) -> f64 {

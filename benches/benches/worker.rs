@@ -28,9 +28,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use flowlog_benches::{CpuTime, ThreadSched, cpu, print_machine, thread_cpu};
+use flowlog_benches::{
+    CpuTime, SYNTHETIC_ENIS, ThreadSched, cpu, ipv4_tcp_template, print_machine, set_flow,
+    synthetic_enis, thread_cpu,
+};
 use flowlog_dataplane::flow::{
-    Action, Burst as FrameBurst, Eni, MacAddr, Meter, MeterConfig, SpareTableFallback,
+    Action, Burst as FrameBurst, Meter, MeterConfig, SpareTableFallback,
 };
 use flowlog_vswitch::capture::CaptureState;
 use flowlog_vswitch::dpdk::{
@@ -41,7 +44,6 @@ use flowlog_vswitch::worker::Worker;
 
 /// Mbufs circulating through the ring port.
 const IN_FLIGHT: usize = 768;
-const ENIS: u32 = 16;
 /// Slots of the deep ring for the second seal-under-load run: 17 ms at 15 Mpps.
 const DEEP_SLOTS: usize = 1 << 18;
 /// How far behind its schedule the producer catches up on the deep ring.
@@ -89,7 +91,7 @@ fn main() -> anyhow::Result<()> {
     print_machine();
     let ghz = cpu().1.unwrap_or(2.6);
     println!(
-        "worker on lcore 1 (CPU 1), net_ring0 loopback, {IN_FLIGHT} mbufs circulating, 64-byte IPv4/TCP frames, {ENIS} ENIs, {seconds} s per run"
+        "worker on lcore 1 (CPU 1), net_ring0 loopback, {IN_FLIGHT} mbufs circulating, 64-byte IPv4/TCP frames, {SYNTHETIC_ENIS} ENIs, {seconds} s per run"
     );
 
     let mut peak_10k = 0.0;
@@ -208,7 +210,7 @@ impl Circuit {
         let mut burst = Burst::new();
         for i in 0..mbufs {
             let mut mbuf = pool.alloc()?;
-            let mut frame = template(i);
+            let mut frame = ipv4_tcp_template(i);
             set_flow(&mut frame, i % flows as u32);
             mbuf.append(&frame)?;
             if let Err(_full) = burst.push(mbuf) {
@@ -347,57 +349,13 @@ impl Run {
     }
 }
 
-/// A 64-byte IPv4/TCP frame from ENI `i % ENIS` to the internet; its flow id goes into bytes 30..33 (the low
-/// three bytes of the destination address) and 34..36 (the source port).
-fn template(i: u32) -> [u8; 64] {
-    let mut f = [0u8; 64];
-    f[0..6].copy_from_slice(&[0x02, 0xff, 0xff, 0, 0, 1]);
-    f[6..12].copy_from_slice(&eni_mac(i % ENIS).0);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14] = 0x45;
-    f[16..18].copy_from_slice(&46u16.to_be_bytes());
-    f[22] = 64;
-    f[23] = 6;
-    f[26..30].copy_from_slice(&[10, 0, (i % ENIS) as u8, 10]);
-    f[30] = 52;
-    f[36..38].copy_from_slice(&443u16.to_be_bytes());
-    f[46] = 0x50;
-    f[47] = 0x10;
-    f
-}
-
-/// Writes flow `id` into a frame made by [`template`].
-#[inline]
-fn set_flow(frame: &mut [u8], id: u32) {
-    if let Some(bytes) = frame.get_mut(31..36) {
-        bytes[0] = (id >> 24) as u8;
-        bytes[1] = (id >> 16) as u8;
-        bytes[2] = (id >> 8) as u8;
-        bytes[3] = 0x80 | (id as u8 >> 1);
-        bytes[4] = id as u8;
-    }
-}
-
-fn eni_mac(i: u32) -> MacAddr {
-    MacAddr([0x02, 0, 0, 0xe1, 0, i as u8])
-}
-
-fn enis() -> Vec<Eni> {
-    (0..ENIS)
-        .map(|i| {
-            let id = format!("eni-{i:05}");
-            Eni::new(id.as_str(), eni_mac(i), "i-1", "vsw-1", "vpc-1", "1")
-        })
-        .collect()
-}
-
 /// Puts `IN_FLIGHT` frames into the ring port.
 fn fill(port: &Port, pool: &Mempool) -> anyhow::Result<()> {
     let mut tx = port.tx_queue(0)?;
     let mut burst = Burst::new();
     for i in 0..IN_FLIGHT as u32 {
         let mut mbuf = pool.alloc()?;
-        mbuf.append(&template(i))?;
+        mbuf.append(&ipv4_tcp_template(i))?;
         if let Err(_full) = burst.push(mbuf) {
             anyhow::bail!("burst full");
         }
@@ -450,9 +408,9 @@ fn run_loop(
     eal.launch(1, move || {
         let mut worker = worker;
         let mut burst = Burst::new();
-        // A frame differs by flow only in its ENI (the flow modulo ENIS) and flow id: built ahead, so the floor
+        // A frame differs by flow only in its ENI (the flow modulo SYNTHETIC_ENIS) and flow id: built ahead, so the floor
         // writes a frame with a 64-byte copy.
-        let templates: Vec<[u8; 64]> = (0..ENIS).map(template).collect();
+        let templates: Vec<[u8; 64]> = (0..SYNTHETIC_ENIS).map(ipv4_tcp_template).collect();
         let mut next_flow = 0u32;
         let mut packets = 0u64;
         let began = Instant::now();
@@ -544,7 +502,7 @@ fn run_loop(
 
 /// A worker whose exporter renders records into /dev/null.
 fn worker(interval: u32, flows: usize) -> anyhow::Result<(Worker, Exporter)> {
-    let capture = CaptureState::fixed(enis(), None)?;
+    let capture = CaptureState::fixed(synthetic_enis(), None)?;
     let meter = Meter::new(
         MeterConfig {
             when_no_spare_table: SpareTableFallback::SkipData,

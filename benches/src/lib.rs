@@ -3,7 +3,10 @@
 
 #![forbid(unsafe_code)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use flowlog_dataplane::flow::{Eni, EniTable, MacAddr};
 
 /// The best and median wall time of `runs` executions of `work`, after one warm-up run.
 pub fn measure<T>(runs: usize, mut work: impl FnMut() -> T) -> (Duration, Duration) {
@@ -202,4 +205,65 @@ pub fn vxlan_header(inner_wire_len: usize) -> anyhow::Result<[u8; VXLAN_HEADERS]
     h[42] = 0x08;
     h[48] = 7;
     Ok(h)
+}
+
+/// ENIs of the synthetic traffic the table, worker and instruction benchmarks meter.
+pub const SYNTHETIC_ENIS: u32 = 16;
+
+/// The MAC of synthetic ENI `i` (below 256).
+pub fn synthetic_eni_mac(i: u32) -> MacAddr {
+    MacAddr([2, 0, 0, 0xe1, 0, i as u8])
+}
+
+/// The [`SYNTHETIC_ENIS`] ENIs, `eni-00000` on, in one VPC.
+pub fn synthetic_enis() -> Vec<Eni> {
+    (0..SYNTHETIC_ENIS)
+        .map(|i| {
+            Eni::new(
+                format!("eni-{i:05}"),
+                synthetic_eni_mac(i),
+                format!("i-{i}"),
+                "vsw-1",
+                "vpc-1",
+                "100000000001",
+            )
+        })
+        .collect()
+}
+
+/// [`synthetic_enis`] as a meter's ENI table.
+pub fn synthetic_eni_table() -> anyhow::Result<Arc<EniTable>> {
+    Ok(Arc::new(EniTable::from_enis(synthetic_enis())?))
+}
+
+/// A 64-byte IPv4/TCP frame (ACK) from synthetic ENI `eni % SYNTHETIC_ENIS` to the internet, of flow 0:
+/// [`set_flow`] writes another flow into it.
+pub fn ipv4_tcp_template(eni: u32) -> [u8; 64] {
+    let mut f = [0u8; 64];
+    f[0..6].copy_from_slice(&[0x02, 0xff, 0xff, 0, 0, 1]);
+    f[6..12].copy_from_slice(&synthetic_eni_mac(eni % SYNTHETIC_ENIS).0);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&46u16.to_be_bytes());
+    f[22] = 64;
+    f[23] = 6;
+    f[26..30].copy_from_slice(&[10, 0, (eni % SYNTHETIC_ENIS) as u8, 10]);
+    f[30] = 52;
+    f[36..38].copy_from_slice(&443u16.to_be_bytes());
+    f[46] = 0x50;
+    f[47] = 0x10;
+    f
+}
+
+/// Writes flow `id` into a frame made by [`ipv4_tcp_template`]: the low three bytes of the destination address
+/// (bytes 31..34) and the source port (34..36).
+#[inline]
+pub fn set_flow(frame: &mut [u8], id: u32) {
+    if let Some(bytes) = frame.get_mut(31..36) {
+        bytes[0] = (id >> 24) as u8;
+        bytes[1] = (id >> 16) as u8;
+        bytes[2] = (id >> 8) as u8;
+        bytes[3] = 0x80 | (id as u8 >> 1);
+        bytes[4] = id as u8;
+    }
 }
