@@ -400,25 +400,24 @@ impl EniTableBuilder {
     }
 }
 
-/// Open-addressing MAC -> slot map; keys are the MAC's bytes as a little-endian u64 with a marker bit, 0
-/// meaning empty; at most a quarter full, so a probe sequence always meets an empty cell, and soon.
+/// Open-addressing MAC -> slot map; keys are the MAC's bytes as a little-endian u64 shifted up by 16 bits, with a
+/// marker bit, 0 meaning empty; at most a quarter full, so a probe sequence always meets an empty cell, and soon.
 #[derive(Debug, Clone)]
 struct MacIndex {
     cells: Vec<(u64, u32)>,
     shift: u32,
 }
 
-const MAC_PRESENT: u64 = 1 << 63;
+/// The marker bit of a key: no key is 0 (an empty cell), not even the all-zero MAC's.
+const MAC_PRESENT: u64 = 1;
 const MAC_MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
-/// The 48 bits of a MAC in a little-endian `u64` of its bytes.
-const MAC_BITS: u64 = (1 << 48) - 1;
 
-/// A MAC as the [`MacLookup`] keys it: its six bytes read little-endian (what one 8-byte load of a frame's MAC
-/// and the two bytes after it gives, masked), with [`MAC_PRESENT`] set.
+/// A MAC as the [`MacLookup`] keys it: its six bytes read little-endian into the top 48 bits (what one 8-byte load
+/// of the two bytes before a frame's MAC and the MAC gives, shifted by 16 bits), with [`MAC_PRESENT`] set.
 #[inline]
 fn mac_key(mac: MacAddr) -> u64 {
     let [a, b, c, d, e, f] = mac.0;
-    u64::from_le_bytes([a, b, c, d, e, f, 0, 0]) | MAC_PRESENT
+    u64::from_le_bytes([0, 0, a, b, c, d, e, f]) | MAC_PRESENT
 }
 
 /// The MAC at `offset` of `frame` as [`MacLookup::lookup_raw`] takes it, with one 8-byte load: `None` unless the
@@ -426,7 +425,8 @@ fn mac_key(mac: MacAddr) -> u64 {
 #[inline]
 pub(crate) fn raw_mac_at(frame: &[u8], offset: usize) -> Option<u64> {
     let bytes = frame.get(offset..)?.first_chunk::<8>()?;
-    Some(u64::from_le_bytes(*bytes) & MAC_BITS)
+    // The shift drops the two bytes after the MAC: no mask constant to load.
+    Some(u64::from_le_bytes(*bytes) << 16)
 }
 
 impl MacIndex {
@@ -487,12 +487,29 @@ impl MacLookup<'_> {
         self.find(raw | MAC_PRESENT)
     }
 
+    /// The slot of `key`: its home cell inline (a hit, or an empty cell: a miss), the rest of the probe out of
+    /// line ([`MacLookup::find_after`]), so the packet loop carries no probe loop.
     #[inline]
     fn find(self, key: u64) -> Option<EniSlot> {
+        let home = self.home(key);
+        let &(k, slot) = self.cells.get(home)?;
+        if k == key {
+            return Some(EniSlot(slot));
+        }
+        if k == 0 {
+            return None;
+        }
+        self.find_after(key, home)
+    }
+
+    /// The probe for `key` after its home cell `home` held another key.
+    #[inline(never)]
+    fn find_after(self, key: u64, home: usize) -> Option<EniSlot> {
         let mask = self.cells.len().wrapping_sub(1);
-        let mut i = self.home(key);
+        let mut i = home;
         // Bounded by the table size; in practice one or two probes (at most a quarter full).
-        for _ in 0..self.cells.len() {
+        for _ in 1..self.cells.len() {
+            i = (i + 1) & mask;
             let &(k, slot) = self.cells.get(i)?;
             if k == key {
                 return Some(EniSlot(slot));
@@ -500,7 +517,6 @@ impl MacLookup<'_> {
             if k == 0 {
                 return None;
             }
-            i = (i + 1) & mask;
         }
         None
     }
@@ -532,6 +548,88 @@ mod tests {
         }
         assert_eq!(table.lookup(MacAddr([2, 0, 0, 0xe2, 0, 0])), None);
         assert_eq!(table.lookup(MacAddr([0; 6])), None);
+    }
+
+    /// A frame's MAC read with the two bytes after it ([`raw_mac_at`]) finds what [`EniTable::lookup`] finds, for
+    /// captured MACs (most of them away from their home cell: 1000 of them in 4096 cells), MACs that share their
+    /// prefix and miss, the all-zero and broadcast MACs, and random ones, whatever the two bytes after the MAC.
+    #[test]
+    fn raw_lookups_agree_with_lookups_whatever_follows_the_mac() {
+        let table = EniTable::from_enis((0..1000).map(eni)).unwrap();
+        let captured: HashMap<MacAddr, Arc<str>> = table
+            .captured()
+            .map(|(_, e)| (e.mac, e.id.clone()))
+            .collect();
+        let macs = table.macs();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut hits, mut misses) = (0, 0);
+        for n in 0..30_000u32 {
+            let mac = match n % 4 {
+                0 => eni(n % 1000).mac,
+                1 => eni(1000 + n % 64_000).mac,
+                2 => MacAddr(if n % 8 == 2 { [0; 6] } else { [0xff; 6] }),
+                _ => {
+                    let r = next().to_le_bytes();
+                    MacAddr([r[0], r[1], r[2], r[3], r[4], r[5]])
+                }
+            };
+            let mut frame = [0u8; 10];
+            frame[1..7].copy_from_slice(&mac.0);
+            frame[7..9].copy_from_slice(&next().to_le_bytes()[..2]);
+            let slot = table.lookup(mac);
+            assert_eq!(
+                macs.lookup_raw(raw_mac_at(&frame, 1).unwrap()),
+                slot,
+                "{mac:?}"
+            );
+            assert_eq!(
+                slot.and_then(|s| table.eni(s)).map(|e| e.id.clone()),
+                captured.get(&mac).cloned(),
+                "{mac:?}"
+            );
+            if slot.is_some() {
+                hits += 1
+            } else {
+                misses += 1
+            }
+        }
+        assert_eq!(hits, 7_500);
+        assert!(misses > 20_000, "{misses}");
+        assert_eq!(raw_mac_at(&[0; 7], 0), None);
+    }
+
+    /// Six captured MACs with the same home cell (and a seventh, not captured) in a table of 64 cells: each is
+    /// found at the end of its probe, raw or not, and the seventh's probe ends at the first empty cell after them.
+    #[test]
+    fn long_probe_chains_are_followed() {
+        // 16 ENIs take 64 cells: the home is the top 6 bits of the product.
+        let home = |n: u32| mac_key(eni(n).mac).wrapping_mul(MAC_MULTIPLIER) >> 58;
+        let same: Vec<u32> = (0..100_000).filter(|&n| home(n) == 5).take(7).collect();
+        let others: Vec<u32> = (0..100_000)
+            .filter(|&n| !(5..=12).contains(&home(n)))
+            .take(10)
+            .collect();
+        let (absent, captured) = same.split_last().unwrap();
+        let table = EniTable::from_enis(captured.iter().chain(&others).map(|&n| eni(n))).unwrap();
+        assert_eq!(table.macs().cells.len(), 64);
+        for &n in captured.iter().chain(&others) {
+            let mac = eni(n).mac;
+            let slot = table.lookup(mac).unwrap();
+            assert_eq!(table.eni(slot).unwrap().id, eni(n).id);
+            let mut frame = [0xa5u8; 8];
+            frame[..6].copy_from_slice(&mac.0);
+            assert_eq!(
+                table.macs().lookup_raw(raw_mac_at(&frame, 0).unwrap()),
+                Some(slot)
+            );
+        }
+        assert_eq!(table.lookup(eni(*absent).mac), None);
     }
 
     #[test]

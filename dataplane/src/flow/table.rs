@@ -417,8 +417,9 @@ impl Keyer {
 
 impl Keyer {
     /// Stages one attribution into `update`, as `*update = FlowUpdate::new(self.key(..), bytes, tcp_flags)`
-    /// does, writing only what the burst's passes read: a compact key's three unused words are left as they
-    /// were, and the home bucket is [`FlowTable::load_buckets`]' to set.
+    /// does, writing only what the burst's passes read before they write it: a compact key's three unused words
+    /// are left as they were, the home bucket is [`FlowTable::load_buckets`]' to set, the candidate
+    /// [`FlowTable::load_entries`]' and the outcome [`FlowTable::apply_loaded`]'.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(crate) fn stage(
@@ -444,8 +445,6 @@ impl Keyer {
         update.key.hash = key.hash;
         update.bytes = bytes;
         update.tcp_flags = tcp_flags;
-        update.outcome = AddOutcome::Pending;
-        update.candidate = NO_ENTRY;
     }
 }
 
