@@ -43,17 +43,21 @@ impl<'a> Burst<'a> {
         wire_len: usize,
         action: Action,
     ) -> Result<(), BurstFull> {
-        let (Some(f), Some(w), Some(a)) = (
-            self.frames.get_mut(self.len),
-            self.wire_lens.get_mut(self.len),
-            self.actions.get_mut(self.len),
-        ) else {
+        let i = self.len;
+        if i >= MAX_BURST {
             return Err(BurstFull);
-        };
-        *f = frame;
-        *w = wire_len;
-        *a = action;
-        self.len += 1;
+        }
+        // One check for the three arrays: `i` is below their length, so these find their element.
+        if let (Some(f), Some(w), Some(a)) = (
+            self.frames.get_mut(i),
+            self.wire_lens.get_mut(i),
+            self.actions.get_mut(i),
+        ) {
+            *f = frame;
+            *w = wire_len;
+            *a = action;
+            self.len = i + 1;
+        }
         Ok(())
     }
 

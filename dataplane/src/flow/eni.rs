@@ -431,6 +431,8 @@ pub(crate) fn raw_mac_at(frame: &[u8], offset: usize) -> Option<u64> {
 
 impl MacIndex {
     fn new(entries: &[(MacAddr, u32)]) -> Self {
+        // At least four cells per MAC, so at least three quarters of the cells stay empty: every probe, here and
+        // in `MacLookup::find` (which has no other bound), meets an empty cell.
         let size = (entries.len() * 4).next_power_of_two().max(16);
         let mut index = MacIndex {
             cells: vec![(0, 0); size],
@@ -487,29 +489,13 @@ impl MacLookup<'_> {
         self.find(raw | MAC_PRESENT)
     }
 
-    /// The slot of `key`: its home cell inline (a hit, or an empty cell: a miss), the rest of the probe out of
-    /// line ([`MacLookup::find_after`]), so the packet loop carries no probe loop.
     #[inline]
     fn find(self, key: u64) -> Option<EniSlot> {
-        let home = self.home(key);
-        let &(k, slot) = self.cells.get(home)?;
-        if k == key {
-            return Some(EniSlot(slot));
-        }
-        if k == 0 {
-            return None;
-        }
-        self.find_after(key, home)
-    }
-
-    /// The probe for `key` after its home cell `home` held another key.
-    #[inline(never)]
-    fn find_after(self, key: u64, home: usize) -> Option<EniSlot> {
         let mask = self.cells.len().wrapping_sub(1);
-        let mut i = home;
-        // Bounded by the table size; in practice one or two probes (at most a quarter full).
-        for _ in 1..self.cells.len() {
-            i = (i + 1) & mask;
+        let mut i = self.home(key);
+        // Ends: the index is at most a quarter full (`MacIndex::new`), so the probe meets an empty cell. No
+        // counter bounds it: the loop is the packet path's, and a counter cost each lookup instructions.
+        loop {
             let &(k, slot) = self.cells.get(i)?;
             if k == key {
                 return Some(EniSlot(slot));
@@ -517,8 +503,8 @@ impl MacLookup<'_> {
             if k == 0 {
                 return None;
             }
+            i = (i + 1) & mask;
         }
-        None
     }
 }
 
