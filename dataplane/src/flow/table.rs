@@ -1076,12 +1076,9 @@ fn prefaulted<T: Copy>(n: usize, value: T) -> Result<Vec<T>, TableError> {
 /// Bit `i` set when slot `i` of `bucket` is in use in `epoch` and carries `tag` (branch-free).
 #[inline]
 fn tag_matches(bucket: &Bucket, epoch: u32, tag: u32) -> u32 {
-    let len = if bucket.epoch == epoch {
-        bucket.len.min(SLOTS_PER_BUCKET as u32)
-    } else {
-        0
-    };
-    tag_bits(&bucket.tags, tag) & ((1u32 << len) - 1)
+    let len = if bucket.epoch == epoch { bucket.len } else { 0 };
+    // `len` is at most SLOTS_PER_BUCKET (every insert checks it), so the shift needs no clamp.
+    tag_bits(&bucket.tags, tag) & 1u32.wrapping_shl(len).wrapping_sub(1)
 }
 
 /// Bit `i` set when `tags[i] == tag`: two 4-lane compares (lanes 0-3 and 3-6).
