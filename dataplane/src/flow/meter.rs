@@ -72,7 +72,8 @@
 //!    meter for the burst, not reloaded through the meter per packet; the out-of-line slow path is a function
 //!    given only what it needs (not the stager), so the compiler can keep the stager in registers;
 //! 3. [`FlowTable::load_entries`] finds each candidate entry and prefetches it, then
-//!    [`FlowTable::apply_loaded`] updates in order;
+//!    [`FlowTable::apply_loaded`] updates in order (and, when the burst inserted flows, prefetches the arena's
+//!    next lines for the next burst's inserts);
 //! 4. it counts what the table refused (only when the table says it refused any), and touches the few lines a
 //!    seal needs (so the seal finds them cached).
 //!

@@ -47,8 +47,11 @@
 //! inserted earlier in the same burst). The first two passes only warm the cache, so the result always equals one
 //! [`FlowTable::add_key`] per update in order. The first pass also exists one update at a time for a caller that
 //! stages updates one by one (the meter): each home bucket then starts loading while the next packets are parsed,
-//! which leaves more time for a cold one to arrive. The prefetches are `safe_arch`'s safe wrapper of `_mm_prefetch` (this crate forbids `unsafe`): unlike a load, a
-//! prefetch retires at once, so no pass waits on a miss.
+//! which leaves more time for a cold one to arrive. A burst that inserted `k` compact entries ends by prefetching
+//! the `k / 2 + 1` arena lines past the frontier, where the next burst's inserts will go (after a seal every packet
+//! inserts, into a recycled table's lines that are in no cache of this core); a burst that inserted none
+//! prefetches nothing. The prefetches are `safe_arch`'s safe wrapper of `_mm_prefetch` (this crate forbids
+//! `unsafe`): unlike a load, a prefetch retires at once, so no pass waits on a miss.
 //!
 //! # Per-ENI totals
 //! The table also keeps, per ENI slot, the packets and bytes it recorded and the ones it refused (full,
