@@ -40,8 +40,8 @@ mod counting {
 
     use anyhow::Context;
     use flowlog_benches::{
-        SYNTHETIC_ENIS, ipv4_tcp_template, print_machine, set_flow, synthetic_eni_mac,
-        synthetic_eni_table, vxlan_header,
+        SYNTHETIC_ENIS, ipv4_tcp_template, print_machine, set_flow, synthetic_eni_table,
+        synthetic_ethernet, vxlan_header,
     };
     use flowlog_dataplane::flow::{
         Action, Burst, EniTable, MAX_BURST, Meter, MeterConfig, SealedWindow,
@@ -344,9 +344,7 @@ mod counting {
     /// An 86-byte IPv6/TCP frame of flow `id` from synthetic ENI `id % SYNTHETIC_ENIS` to the internet.
     fn ipv6_tcp(id: u32) -> Vec<u8> {
         let mut f = vec![0u8; 86];
-        f[0..6].copy_from_slice(&[2, 0xff, 0xff, 0, 0, 1]);
-        f[6..12].copy_from_slice(&synthetic_eni_mac(id % SYNTHETIC_ENIS).0);
-        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        synthetic_ethernet(&mut f, id, 0x86dd);
         f[14] = 0x60;
         f[18..20].copy_from_slice(&32u16.to_be_bytes());
         f[20] = 6;

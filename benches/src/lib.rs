@@ -236,13 +236,24 @@ pub fn synthetic_eni_table() -> anyhow::Result<Arc<EniTable>> {
     Ok(Arc::new(EniTable::from_enis(synthetic_enis())?))
 }
 
+/// The MAC the synthetic frames are sent to: a gateway's, no ENI's.
+pub const SYNTHETIC_GATEWAY_MAC: [u8; 6] = [0x02, 0xff, 0xff, 0, 0, 1];
+
+/// Writes the Ethernet header of a synthetic frame from ENI `eni % SYNTHETIC_ENIS` to the gateway, carrying
+/// `ethertype`, into the first 14 bytes of `frame`.
+pub fn synthetic_ethernet(frame: &mut [u8], eni: u32, ethertype: u16) {
+    if let Some(h) = frame.get_mut(..14) {
+        h[0..6].copy_from_slice(&SYNTHETIC_GATEWAY_MAC);
+        h[6..12].copy_from_slice(&synthetic_eni_mac(eni % SYNTHETIC_ENIS).0);
+        h[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    }
+}
+
 /// A 64-byte IPv4/TCP frame (ACK) from synthetic ENI `eni % SYNTHETIC_ENIS` to the internet, of flow 0:
 /// [`set_flow`] writes another flow into it.
 pub fn ipv4_tcp_template(eni: u32) -> [u8; 64] {
     let mut f = [0u8; 64];
-    f[0..6].copy_from_slice(&[0x02, 0xff, 0xff, 0, 0, 1]);
-    f[6..12].copy_from_slice(&synthetic_eni_mac(eni % SYNTHETIC_ENIS).0);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    synthetic_ethernet(&mut f, eni, 0x0800);
     f[14] = 0x45;
     f[16..18].copy_from_slice(&46u16.to_be_bytes());
     f[22] = 64;

@@ -44,20 +44,21 @@ impl<'a> Burst<'a> {
         action: Action,
     ) -> Result<(), BurstFull> {
         let i = self.len;
+        // One check for the three arrays: below it, the compiler drops the three `get_mut` checks.
         if i >= MAX_BURST {
             return Err(BurstFull);
         }
-        // One check for the three arrays: `i` is below their length, so these find their element.
-        if let (Some(f), Some(w), Some(a)) = (
+        let (Some(f), Some(w), Some(a)) = (
             self.frames.get_mut(i),
             self.wire_lens.get_mut(i),
             self.actions.get_mut(i),
-        ) {
-            *f = frame;
-            *w = wire_len;
-            *a = action;
-            self.len = i + 1;
-        }
+        ) else {
+            return Err(BurstFull);
+        };
+        *f = frame;
+        *w = wire_len;
+        *a = action;
+        self.len = i + 1;
         Ok(())
     }
 

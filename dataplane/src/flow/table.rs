@@ -49,7 +49,7 @@
 //! stages updates one by one (the meter): each home bucket then starts loading while the next packets are parsed,
 //! which leaves more time for a cold one to arrive. A burst that inserted `k` compact entries ends by prefetching
 //! the `k / 2 + 1` arena lines past the frontier, where the next burst's inserts will go (after a seal every packet
-//! inserts, into a recycled table's lines that are in no cache of this core); a burst that inserted none
+//! inserts, into a recycled table's lines, which in a large table come from memory); a burst that inserted none
 //! prefetches nothing. The prefetches are `safe_arch`'s safe wrapper of `_mm_prefetch` (this crate forbids
 //! `unsafe`): unlike a load, a prefetch retires at once, so no pass waits on a miss.
 //!
@@ -566,6 +566,14 @@ struct Bucket {
 
 const _: () = assert!(size_of::<Bucket>() == 64);
 
+impl Bucket {
+    /// Slots in use in `epoch`: a bucket last written before the table's latest clear is empty.
+    #[inline(always)]
+    fn live_len(&self, epoch: u32) -> u32 {
+        if self.epoch == epoch { self.len } else { 0 }
+    }
+}
+
 const EMPTY_BUCKET: Bucket = Bucket {
     epoch: 0,
     len: 0,
@@ -746,7 +754,7 @@ impl FlowTable {
                 {
                     candidate = reference;
                     prefetch_entry(&self.t.lines, reference);
-                } else if bucket.epoch == epoch && bucket.len as usize == SLOTS_PER_BUCKET {
+                } else if bucket.live_len(epoch) as usize == SLOTS_PER_BUCKET {
                     let next = update.bucket as usize + 1;
                     if let Some(b) = self.t.buckets.get(if next == n { 0 } else { next }) {
                         prefetch(b);
@@ -794,9 +802,9 @@ impl FlowTable {
     }
 
     /// After a burst that inserted `inserted` compact entries, starts loading the lines as many inserts would
-    /// fill next: in the first pass after a seal every packet inserts, into lines of a recycled table that are in
-    /// no cache of this core (the exporter read them on its own), and a burst's stores to them would otherwise
-    /// wait there. Nothing when the burst inserted nothing (a few instructions per burst).
+    /// fill next: in the first pass after a seal every packet inserts, into a recycled table's lines, which in a
+    /// large table come from memory, and a burst's stores would otherwise wait for them. Nothing when the burst
+    /// inserted nothing (a few instructions per burst).
     #[inline]
     fn prefetch_frontier(&self, inserted: usize) {
         if inserted > 0 {
@@ -843,15 +851,10 @@ impl FlowTable {
         let t = &mut *self.t;
         let tag = key.hash as u32;
         let bucket = t.buckets.get_mut(home)?;
-        let len = if bucket.epoch == t.epoch {
-            bucket.len as usize
-        } else {
-            0
-        };
-        // A stale bucket (from before the last clear) is empty.
-        if tag_bits(&bucket.tags, tag) & ((1u32 << len) - 1) != 0 {
+        if tag_matches(bucket, t.epoch, tag) != 0 {
             return None;
         }
+        let len = bucket.live_len(t.epoch) as usize;
         let (Some(slot_tag), Some(slot_ref)) = (bucket.tags.get_mut(len), bucket.refs.get_mut(len))
         else {
             // A full bucket: the key may be in a later one.
@@ -1095,9 +1098,8 @@ fn prefaulted<T: Copy>(n: usize, value: T) -> Result<Vec<T>, TableError> {
 /// Bit `i` set when slot `i` of `bucket` is in use in `epoch` and carries `tag` (branch-free).
 #[inline]
 fn tag_matches(bucket: &Bucket, epoch: u32, tag: u32) -> u32 {
-    let len = if bucket.epoch == epoch { bucket.len } else { 0 };
-    // `len` is at most SLOTS_PER_BUCKET (every insert checks it), so the shift needs no clamp.
-    tag_bits(&bucket.tags, tag) & 1u32.wrapping_shl(len).wrapping_sub(1)
+    // The length is at most SLOTS_PER_BUCKET (every insert checks it), so the shift needs no clamp.
+    tag_bits(&bucket.tags, tag) & 1u32.wrapping_shl(bucket.live_len(epoch)).wrapping_sub(1)
 }
 
 /// Bit `i` set when `tags[i] == tag`: two 4-lane compares (lanes 0-3 and 3-6).
