@@ -1,28 +1,32 @@
-//! One worker on mbuf bursts in memory, next to the floor: a loop that only receives the same mbufs and hands
-//! them on. Then the seal under load, with windows of 1 s: a producer lcore on the other CPU hands the worker
-//! mbufs through a ring port (`Port::loopback_ring`) and takes them back through another, touching neither
-//! frame nor mbuf, so it costs a few cycles per packet and the worker is the bottleneck. The producer first goes
-//! flat out (the worker's metered rate is the peak of the setup), then paces 80% of that peak by the TSC. Each
-//! packet of a due burst it cannot hand over (the worker's ring full) is a loss, put down to a seal when it
-//! happens during a sealing burst or within 2 ms after it (and counted apart when a stall of the worker came within
-//! 2 ms before it too), to a stall when the worker was off its CPU (a gap of over 50 µs between two polls) up to
-//! 2 ms before. That runs twice: through a ring of 1,023 mbufs (a NIC queue
-//! of 1,024 descriptors; 2,047 mbufs circulate, warm in the caches), and through one of 262,143
-//! (`WORKER_DEEP_SLOTS`, 2^18 by default), deep enough for this VM's stalls of the worker's CPU (up to about
-//! 10 ms; 263,167 mbufs circulate, 100 MB, so the worker reads every frame from memory), where the producer
-//! also catches up on up to 10 ms of traffic after it was preempted itself.
+//! One worker on mbuf bursts in memory, next to the floor: a loop that only receives the same mbufs and hands them
+//! on. Then the seal under load, with windows of 1 s: a producer lcore on the other CPU hands the worker mbufs
+//! through a ring port (`Port::loopback_ring`) and takes them back through another, touching neither frame nor mbuf,
+//! so it costs a few cycles per packet and the worker is the bottleneck; the worker writes each frame whole as it
+//! arrives (as the `net_null` loop does), flows in turn, so that the circuit's mbufs carry every flow. The producer
+//! first goes flat out (the worker's metered rate is the peak of the setup), then paces 80% of that peak by the TSC.
+//! Each packet of a due burst it cannot hand over (the worker's ring full) is a loss, put down to a seal when it
+//! happens during a sealing burst or in its aftermath (2 ms, or as long as metering every flow twice takes at that
+//! rate if longer: the first pass after a seal inserts every flow again), and counted apart when a stall of the
+//! worker came within 2 ms before it too; to a stall when the worker was off its CPU (a gap of over 50 µs between two
+//! polls) up to 2 ms before. Beside the losses, which on this VM come mostly from its CPU being taken away, the bench
+//! computes the queue the worker's own work builds (`OwnQueue`): how far a seal raises it, against points half a
+//! window later, is what a seal asks of the NIC's ring. That runs through a ring of 1,023 mbufs (a NIC queue of 1,024
+//! descriptors; 2,047 mbufs circulate), then through one of 262,143 (`WORKER_DEEP_SLOTS`, 2^18 by default), deep
+//! enough for this VM's stalls of the worker's CPU (up to about 10 ms; 263,167 mbufs circulate, 100 MB, so the worker
+//! reads every frame from memory), where the producer also catches up on up to 10 ms of traffic after it was
+//! preempted itself; both at the first flow count.
 //!
-//! `cargo bench -p flowlog-benches --bench worker` (env `WORKER_FLOWS`, default `10000,1000000`;
-//! `WORKER_SECONDS`, default 2). Real EAL (`--no-huge`) and a `net_ring` vdev, whose TX loops back to its RX: the
-//! worker lcore receives a burst, rewrites each frame's flow id (so that a few hundred mbufs carry any number of
-//! flows), meters it (or, for the floor, does not), and transmits it back. Both loops do the same receive, rewrite
-//! and transmit, so the difference is the worker's own cost. Then the floor literally, at the first flow
-//! count: a `net_null` vdev, whose receive allocates fresh mbufs and whose transmit frees them, each frame written
-//! whole (a 64-byte copy of a prebuilt template and the flow id), without and with the worker, in
-//! `WORKER_PAIRS` (default 3) alternating pairs of runs, summed up as the ratio of each loop's least cycles per
-//! packet and as the median of the pairs' ratios. Figures are per
-//! core from the worker thread's on-CPU time, since other processes share this machine's two CPUs; wall-clock
-//! figures are printed beside them.
+//! `cargo bench -p flowlog-benches --bench worker` (env `WORKER_FLOWS`, default `10000,1000000`; `WORKER_SECONDS`,
+//! default 2; `WORKER_SEAL_FLOWS`, the flow counts of the seal-under-load runs on the shallow ring, default the first
+//! of `WORKER_FLOWS`). Real EAL (`--no-huge`) and a `net_ring` vdev, whose TX loops back to its RX: the worker lcore
+//! receives a burst, rewrites each frame's flow id (so that a few hundred mbufs carry any number of flows), meters it
+//! (or, for the floor, does not), and transmits it back. Both loops do the same receive, rewrite and transmit, so the
+//! difference is the worker's own cost. Then the floor literally, at the first flow count: a `net_null` vdev,
+//! whose receive allocates fresh mbufs and whose transmit frees them, each frame written whole (a 64-byte copy of a
+//! prebuilt template and the flow id), without and with the worker, in `WORKER_PAIRS` (default 3) alternating pairs
+//! of runs, summed up as the ratio of each loop's least cycles per packet and as the median of the pairs' ratios.
+//! Figures are per core from the worker thread's on-CPU time, since other processes share this machine's two CPUs;
+//! wall-clock figures are printed beside them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -95,7 +99,8 @@ fn main() -> anyhow::Result<()> {
         "worker on lcore 1 (CPU 1), net_ring0 loopback, {IN_FLIGHT} mbufs circulating, 64-byte IPv4/TCP frames, {SYNTHETIC_ENIS} ENIs, {seconds} s per run"
     );
 
-    let mut peak_10k = 0.0;
+    // The wall-clock peak of the worker at each flow count, on mbufs in its cache.
+    let mut peaks = Vec::new();
     for &n in &flows {
         let floor = run_loop(&eal, &port, &pool, Source::Ring, n, seconds, None)?;
         let worker = run_loop(&eal, &port, &pool, Source::Ring, n, seconds, Some(60))?;
@@ -107,10 +112,8 @@ fn main() -> anyhow::Result<()> {
             "",
             worker.cycles_per_packet(ghz) / floor.cycles_per_packet(ghz)
         );
-        if peak_10k == 0.0 {
-            // Wall-clock peak: the producer paces in wall time, on a CPU this machine may share.
-            peak_10k = worker.packets as f64 / worker.wall.as_secs_f64() / 1e6;
-        }
+        // Wall-clock peak: the producer paces in wall time, on a CPU this machine may share.
+        peaks.push((n, worker.packets as f64 / worker.wall.as_secs_f64() / 1e6));
     }
 
     // The floor literally: a loop that receives fresh mbufs and frees them (net_null), each frame
@@ -161,13 +164,21 @@ fn main() -> anyhow::Result<()> {
     );
 
     // Seals under load: windows of 1 s, first through a ring of 1,023 mbufs (a NIC queue of 1,024 descriptors),
-    // then through one deep enough to hold this VM's stalls of the worker's CPU.
-    let shallow = Circuit::new(&eal, "shallow", 1 << 10, 10_000)?;
-    seals_under_load(&eal, &shallow, Duration::ZERO, peak_10k)?;
-    shallow.empty();
+    // then through one deep enough to hold this VM's stalls of the worker's CPU. Not at 1 M flows by default: the
+    // exporter would render 1 M records a second on the producer's CPU, and the producer, not the worker, would
+    // set the peak.
+    let peak = |n| peaks.iter().find(|&&(f, _)| f == n).map(|&(_, p)| p);
+    for (i, &n) in env_list("WORKER_SEAL_FLOWS", &[null_flows])
+        .iter()
+        .enumerate()
+    {
+        let shallow = Circuit::new(&eal, &format!("shallow{i}"), 1 << 10, n)?;
+        seals_under_load(&eal, &shallow, Duration::ZERO, peak(n))?;
+        shallow.empty();
+    }
     let slots = env_list("WORKER_DEEP_SLOTS", &[DEEP_SLOTS])[0].max(1024) as u32;
-    let deep = Circuit::new(&eal, "deep", slots, 10_000)?;
-    seals_under_load(&eal, &deep, DEEP_CATCH_UP, peak_10k)?;
+    let deep = Circuit::new(&eal, "deep", slots, null_flows)?;
+    seals_under_load(&eal, &deep, DEEP_CATCH_UP, peak(null_flows))?;
     deep.empty();
     drop(port);
     drop(null_port);
@@ -258,10 +269,11 @@ fn seals_under_load(
     eal: &Eal,
     circuit: &Circuit,
     catch_up: Duration,
-    peak_10k: f64,
+    cached_peak: Option<f64>,
 ) -> anyhow::Result<()> {
     println!(
-        "seal under load, through a ring of {} mbufs ({} circulating), the producer catching up on up to {} ms after it was preempted:",
+        "seal under load at {} flows, through a ring of {} mbufs ({} circulating), the producer catching up on up to {} ms after it was preempted:",
+        circuit.flows,
         circuit.slots - 1,
         circuit.mbufs,
         catch_up.as_millis()
@@ -271,11 +283,13 @@ fn seals_under_load(
     let flat_out = seal_under_load(eal, circuit, None, catch_up, 2.0)?;
     let peak = flat_out.metered as f64 / flat_out.seconds;
     println!(
-        "  producer on the other CPU flat out: the worker metered {:.2} Mpps (the peak of this setup; the wall-clock peak on mbufs in its cache above was {peak_10k:.2} Mpps)",
-        peak / 1e6
+        "  producer on the other CPU flat out: the worker metered {:.2} Mpps (the peak of this setup; the wall-clock peak on mbufs in its cache above was {} Mpps)",
+        peak / 1e6,
+        cached_peak.map_or_else(|| "not measured".to_string(), |p| format!("{p:.2}"))
     );
     let rate = 0.8 * peak;
     let report = seal_under_load(eal, circuit, Some(rate), catch_up, 4.5)?;
+    let aftermath = report.aftermath.as_secs_f64() * 1e3;
     println!(
         "  at 80%: asked {:.2} Mpps, offered {:.2} Mpps for {:.1} s across {} window boundaries: {} packets offered, {} metered, {} refused by a full ring (lost)",
         rate / 1e6,
@@ -287,7 +301,7 @@ fn seals_under_load(
         report.refused,
     );
     println!(
-        "  refused during a sealing burst or within {SEAL_GRACE_MS} ms after it: {} (of them within {SEAL_GRACE_MS} ms after the worker was off its CPU too: {}); within {SEAL_GRACE_MS} ms after the worker was off its CPU ({} gaps over 50 µs between polls, longest {:.1} ms): {}; otherwise: {}",
+        "  refused during a sealing burst or within {aftermath:.1} ms after it: {} (of them within {SEAL_GRACE_MS} ms after the worker was off its CPU too: {}); within {SEAL_GRACE_MS} ms after the worker was off its CPU ({} gaps over 50 µs between polls, longest {:.1} ms): {}; otherwise: {}",
         report.near_seal,
         report.near_seal_and_stall,
         report.stalls,
@@ -312,11 +326,27 @@ fn seals_under_load(
         report.longest_burst.as_secs_f64() * 1e6
     );
     println!(
-        "  the worker's TSC cycles per packet within {SEAL_GRACE_MS} ms after a seal: {:.0}, elsewhere: {:.0} ({:.2}x; at 80% of the peak it has {:.2}x to catch up with)",
+        "  the worker's TSC cycles per packet within {aftermath:.1} ms after a seal: {:.0}, elsewhere: {:.0} ({:.2}x; at 80% of the peak it has {:.2}x to catch up with)",
         report.after_seal_cycles,
         report.steady_cycles,
         report.after_seal_cycles / report.steady_cycles,
         1.0 / 0.8
+    );
+    let q = &report.own_queue;
+    let most = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    println!(
+        "  the queue the worker's own work builds at 80% (its CPU's gaps over 10 µs left out): within {aftermath:.1} ms after a seal it rose at most {:.0} packets ({} seals: {}), within {aftermath:.1} ms from points half a window later at most {:.0} ({} points); deepest over the run {:.0}, against a ring of {}",
+        most(&q.seal_rises),
+        q.seal_rises.len(),
+        q.seal_rises
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        most(&q.baseline_rises),
+        q.baseline_rises.len(),
+        q.deepest,
+        circuit.slots - 1
     );
     Ok(())
 }
@@ -545,10 +575,11 @@ struct WorkerSide {
     short_gaps: usize,
     short_gapped: u64,
     sched: ThreadSched,
-    /// TSC cycles and packets of the bursts (none stalled, none sealing) within SEAL_GRACE_MS after a seal.
+    /// TSC cycles and packets of the bursts (none stalled, none sealing) in a seal's aftermath.
     after_seal: (u64, u64),
     /// The same for every other burst.
     steady: (u64, u64),
+    own_queue: OwnQueue,
 }
 
 /// What the seal-under-load run measured.
@@ -558,7 +589,7 @@ struct SealReport {
     offered: u64,
     metered: u64,
     refused: u64,
-    /// Refused during a sealing burst or within SEAL_GRACE_MS after it.
+    /// Refused during a sealing burst or in its aftermath.
     near_seal: u64,
     /// Of `near_seal`, refused within SEAL_GRACE_MS after the worker was off its CPU too (a stall that
     /// coincided with the seal, which this bench cannot tell apart from it).
@@ -580,10 +611,118 @@ struct SealReport {
     cpu: CpuTime,
     longest_burst: Duration,
     longest_seal: Duration,
-    /// TSC cycles per packet of the worker within SEAL_GRACE_MS after a seal, and elsewhere (bursts over 50 µs,
+    /// TSC cycles per packet of the worker in a seal's aftermath, and elsewhere (bursts over 50 µs,
     /// preempted, left out of both).
     after_seal_cycles: f64,
     steady_cycles: f64,
+    own_queue: OwnQueue,
+    /// How long after a sealing burst a refusal is put down to it: SEAL_GRACE_MS, or as long as metering every
+    /// flow twice takes at the offered rate.
+    aftermath: Duration,
+}
+
+/// The queue the worker's own work builds at the offered rate, apart from the time its CPU is taken away: a
+/// Lindley recursion over its bursts, in which packets arrive at the offered rate while the worker works (each
+/// burst's time and the poll before it) and each burst takes what it received. Idle polls add nothing: with a
+/// backlog there would be none. A burst of over 10 µs was interrupted, and counts as its packets at the worker's
+/// recent cost per packet, a sealing one as 10 µs (more than any uninterrupted seal measured here), so the seal's
+/// share is over-counted rather than under-counted. What a sealing burst and the slower bursts after it add to
+/// this queue is the queue the seal itself builds, which the NIC's ring must hold; the same from points half a
+/// window after each seal, where nothing seals, is the worker's own jitter to compare it with.
+struct OwnQueue {
+    /// Packets offered per TSC tick.
+    rate: f64,
+    /// Ticks from a seal to its baseline point; how long after a seal (or a baseline point) to watch; the
+    /// longest uninterrupted burst.
+    half_window: u64,
+    grace: u64,
+    interrupted: u64,
+    /// The recent ticks per packet of uninterrupted bursts.
+    cost: f64,
+    depth: f64,
+    deepest: f64,
+    watch: Option<Watch>,
+    baseline_due: Option<u64>,
+    /// The rise of the queue within the grace after each seal, and after each baseline point.
+    seal_rises: Vec<f64>,
+    baseline_rises: Vec<f64>,
+}
+
+/// A stretch of bursts during which `OwnQueue` records how far its queue rises.
+struct Watch {
+    seal: bool,
+    from: f64,
+    peak: f64,
+    until: u64,
+}
+
+impl OwnQueue {
+    fn new(rate: f64, half_window: u64, grace: u64, interrupted: u64) -> OwnQueue {
+        OwnQueue {
+            rate,
+            half_window,
+            grace,
+            interrupted,
+            cost: 0.0,
+            depth: 0.0,
+            deepest: 0.0,
+            watch: None,
+            baseline_due: None,
+            seal_rises: Vec::with_capacity(64),
+            baseline_rises: Vec::with_capacity(64),
+        }
+    }
+
+    /// A poll at `now` that received `received` packets and took `took` ticks to handle them (sealing a window
+    /// or not), `overhead` ticks of the worker's own time after its last burst.
+    fn burst(&mut self, overhead: u64, took: u64, received: u64, sealing: bool, now: u64) {
+        if sealing {
+            // Watch from the depth before the sealing burst; a baseline watch still open is dropped, a seal
+            // came into it.
+            self.watch = Some(Watch {
+                seal: true,
+                from: self.depth,
+                peak: self.depth,
+                until: now + took.min(self.interrupted) + self.grace,
+            });
+            self.baseline_due = Some(now + self.half_window);
+        }
+        if received > 0 {
+            let work = if took <= self.interrupted {
+                self.cost += (took as f64 / received as f64 - self.cost) / 16.0;
+                took as f64
+            } else if sealing {
+                self.interrupted as f64
+            } else {
+                self.cost * received as f64
+            };
+            self.depth =
+                (self.depth + self.rate * (overhead as f64 + work) - received as f64).max(0.0);
+            self.deepest = self.deepest.max(self.depth);
+        }
+        if let Some(w) = &mut self.watch {
+            w.peak = w.peak.max(self.depth);
+            if now > w.until {
+                let rises = if w.seal {
+                    &mut self.seal_rises
+                } else {
+                    &mut self.baseline_rises
+                };
+                if rises.len() < MAX_EVENTS {
+                    rises.push(w.peak - w.from);
+                }
+                self.watch = None;
+            }
+        } else if self.baseline_due.is_some_and(|due| now >= due) {
+            self.baseline_due = None;
+            self.watch = Some(Watch {
+                seal: false,
+                from: self.depth,
+                peak: self.depth,
+                until: now + self.grace,
+            });
+        }
+    }
 }
 
 /// Most refusal, seal and stall events kept by the seal-under-load run.
@@ -615,8 +754,14 @@ fn seal_under_load(
     let refused = Arc::new(AtomicU64::new(0));
     let offered = Arc::new(AtomicU64::new(0));
     let hz = flowlog_vswitch::dpdk::tsc_hz();
-    // Ticks after a sealing burst (or a stall) during which a refusal or a burst is put down to it.
+    // Ticks after a stall during which a refusal is put down to it; after a sealing burst, as long as metering
+    // every flow twice takes at the offered rate if that is longer (the first pass after a seal inserts each flow
+    // again).
     let grace = hz / 1_000 * SEAL_GRACE_MS;
+    let aftermath = rate.map_or(grace, |r| {
+        grace.max((2.0 * circuit.flows as f64 / r * hz as f64) as u64)
+    });
+    let flows = circuit.flows;
     let clock = TscClock::calibrate().context("TSC")?;
 
     let (producer_stop, producer_done, producer_refused, producer_offered) = (
@@ -683,6 +828,17 @@ fn seal_under_load(
         let (mut after_seal, mut steady) = ((0u64, 0u64), (0u64, 0u64));
         let mut last_seal_end = 0u64;
         let mut last_poll = tsc();
+        let mut last_took = 0u64;
+        let mut own_queue = OwnQueue::new(
+            rate.unwrap_or(0.0) / hz as f64,
+            hz / 2,
+            aftermath,
+            short_gap_ticks,
+        );
+        // Frames are written whole, flows in turn, as they arrive (the circuit has fewer mbufs than flows, and an
+        // mbuf's ENI must follow its flow): a 64-byte copy of the flow's ENI's template and the flow id.
+        let templates: Vec<[u8; 64]> = (0..SYNTHETIC_ENIS).map(ipv4_tcp_template).collect();
+        let mut next_flow = 0u32;
         worker.start(clock.now_secs());
         while !worker_stop.load(Ordering::Relaxed) {
             worker.poll_commands();
@@ -697,11 +853,32 @@ fn seal_under_load(
                 short_gaps += 1;
                 short_gapped += gap;
             }
+            // The worker's own time between its last burst and this poll, unless its CPU was away.
+            let overhead = if gap > short_gap_ticks {
+                0
+            } else {
+                gap.saturating_sub(last_took)
+            };
             last_poll = now;
             let secs = clock.ns_at(now) / 1_000_000_000;
             if n == 0 {
                 worker.advance(secs);
             } else {
+                for i in 0..n {
+                    if let (Some(frame), Some(t)) = (
+                        burst.data_mut(i),
+                        templates.get(next_flow as usize % templates.len()),
+                    ) && let Some(whole) = frame.get_mut(..64)
+                    {
+                        whole.copy_from_slice(t);
+                        set_flow(whole, next_flow);
+                    }
+                    next_flow = if next_flow as usize + 1 >= flows {
+                        0
+                    } else {
+                        next_flow + 1
+                    };
+                }
                 let mut frames = FrameBurst::new();
                 for mbuf in burst.iter() {
                     let _ = frames.push(mbuf.data(), mbuf.pkt_len() as usize, Action::Accept);
@@ -711,8 +888,11 @@ fn seal_under_load(
                 back(&mut back_tx, &mut burst);
             }
             let took = tsc().wrapping_sub(now);
+            last_took = took;
             longest = longest.max(took);
-            if worker.counters().windows_sealed != sealed {
+            let sealing = worker.counters().windows_sealed != sealed;
+            own_queue.burst(overhead, took, n as u64, sealing, now);
+            if sealing {
                 sealed = worker.counters().windows_sealed;
                 longest_seal = longest_seal.max(took);
                 last_seal_end = now + took;
@@ -720,7 +900,7 @@ fn seal_under_load(
                     seal_spans.push((now, now + took));
                 }
             } else if n > 0 && took <= stall_ticks {
-                let sums = if sealed > 0 && now <= last_seal_end + grace {
+                let sums = if sealed > 0 && now <= last_seal_end + aftermath {
                     &mut after_seal
                 } else {
                     &mut steady
@@ -755,6 +935,7 @@ fn seal_under_load(
             sched,
             after_seal,
             steady,
+            own_queue,
         });
         0
     })?;
@@ -774,19 +955,20 @@ fn seal_under_load(
         .take()
         .context("the worker reported nothing")?;
     let refusals = std::mem::take(&mut *refusals.lock().unwrap_or_else(|e| e.into_inner()));
-    // A refusal is the seal's when it happens during a sealing burst or within SEAL_GRACE_MS after it (the ring
+    // A refusal is the seal's when it happens during a sealing burst or in its aftermath (the ring
     // refills while the worker catches up); otherwise a stall's when the worker was off its CPU up to
     // SEAL_GRACE_MS before; anything else is unexplained.
-    let within =
-        |spans: &[(u64, u64)], t: u64| spans.iter().any(|&(a, b)| t >= a && t <= b + grace);
+    let within = |spans: &[(u64, u64)], t: u64, after: u64| {
+        spans.iter().any(|&(a, b)| t >= a && t <= b + after)
+    };
     let (mut near_seal, mut near_seal_and_stall, mut after_stall, mut other) = (0, 0, 0, 0);
     for &(t, n) in &refusals {
-        if within(&side.seal_spans, t) {
+        if within(&side.seal_spans, t, aftermath) {
             near_seal += n;
-            if within(&side.stalls, t) {
+            if within(&side.stalls, t, grace) {
                 near_seal_and_stall += n;
             }
-        } else if within(&side.stalls, t) {
+        } else if within(&side.stalls, t, grace) {
             after_stall += n;
         } else {
             other += n;
@@ -816,6 +998,8 @@ fn seal_under_load(
         longest_seal: ticks(side.longest_seal),
         after_seal_cycles: per_packet(side.after_seal),
         steady_cycles: per_packet(side.steady),
+        own_queue: side.own_queue,
+        aftermath: ticks(aftermath),
     })
 }
 
