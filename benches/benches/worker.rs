@@ -287,11 +287,14 @@ fn seals_under_load(
         peak / 1e6,
         cached_peak.map_or_else(|| "not measured".to_string(), |p| format!("{p:.2}"))
     );
-    let rate = 0.8 * peak;
+    // The 80%; WORKER_SEAL_LOAD (percent) sets another, e.g. over 100 to see the queue measures grow.
+    let load = env_list("WORKER_SEAL_LOAD", &[80])[0] as f64 / 100.0;
+    let rate = load * peak;
     let report = seal_under_load(eal, circuit, Some(rate), catch_up, 4.5)?;
     let aftermath = report.aftermath.as_secs_f64() * 1e3;
     println!(
-        "  at 80%: asked {:.2} Mpps, offered {:.2} Mpps for {:.1} s across {} window boundaries: {} packets offered, {} metered, {} refused by a full ring (lost)",
+        "  at {:.0}%: asked {:.2} Mpps, offered {:.2} Mpps for {:.1} s across {} window boundaries: {} packets offered, {} metered, {} refused by a full ring (lost)",
+        load * 100.0,
         rate / 1e6,
         report.offered as f64 / report.seconds / 1e6,
         report.seconds,
@@ -326,16 +329,18 @@ fn seals_under_load(
         report.longest_burst.as_secs_f64() * 1e6
     );
     println!(
-        "  the worker's TSC cycles per packet within {aftermath:.1} ms after a seal: {:.0}, elsewhere: {:.0} ({:.2}x; at 80% of the peak it has {:.2}x to catch up with)",
+        "  the worker's TSC cycles per packet within {aftermath:.1} ms after a seal: {:.0}, elsewhere: {:.0} ({:.2}x; at {:.0}% of the peak it has {:.2}x to catch up with)",
         report.after_seal_cycles,
         report.steady_cycles,
         report.after_seal_cycles / report.steady_cycles,
-        1.0 / 0.8
+        load * 100.0,
+        1.0 / load
     );
     let q = &report.own_queue;
     let most = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     println!(
-        "  the queue the worker's own work builds at 80% (its CPU's gaps over 10 µs left out): within {aftermath:.1} ms after a seal it rose at most {:.0} packets ({} seals: {}), within {aftermath:.1} ms from points half a window later at most {:.0} ({} points); deepest over the run {:.0}, against a ring of {}",
+        "  the queue the worker's own work builds at {:.0}% (its CPU's gaps over 10 µs left out): within {aftermath:.1} ms after a seal it rose at most {:.0} packets ({} seals: {}), within {aftermath:.1} ms from points half a window later at most {:.0} ({} points); deepest over the run {:.0}, against a ring of {}",
+        load * 100.0,
         most(&q.seal_rises),
         q.seal_rises.len(),
         q.seal_rises
