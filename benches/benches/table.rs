@@ -11,8 +11,8 @@
 //! - `METER_FLOWS`: flows of the meter runs (default `10000,1000000`).
 //!
 //! Cycles are ns x the nominal clock from /proc/cpuinfo, as in the other benchmarks. Times are the bench thread's
-//! on-CPU time (`se.sum_exec_runtime` of /proc/thread-self/sched, where the kernel provides it; wall time
-//! otherwise), best of the runs: on a machine shared with other work, wall time mostly measures the neighbours.
+//! on-CPU time (`CLOCK_THREAD_CPUTIME_ID`, where the kernel provides it; wall time otherwise), best of the runs:
+//! on a machine shared with other work, wall time mostly measures the neighbours.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};

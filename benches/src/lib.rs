@@ -22,15 +22,11 @@ pub fn measure<T>(runs: usize, mut work: impl FnMut() -> T) -> (Duration, Durati
     (times[0], times[times.len() / 2])
 }
 
-/// On-CPU time of the calling thread so far (`se.sum_exec_runtime` of /proc/thread-self/sched, ns precision), if
-/// the kernel shows it. On a machine other processes share, per-core throughput is packets / on-CPU time.
+/// On-CPU time of the calling thread so far (`CLOCK_THREAD_CPUTIME_ID`, to the nanosecond; `/proc/thread-self/sched`
+/// moved only at the scheduler's 4 ms tick here), if the kernel gives it. On a machine other processes share,
+/// per-core throughput is packets / on-CPU time.
 pub fn thread_cpu() -> Option<Duration> {
-    let sched = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
-    let line = sched
-        .lines()
-        .find(|l| l.starts_with("se.sum_exec_runtime"))?;
-    let ms: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
-    (ms > 0.0).then(|| Duration::from_secs_f64(ms / 1e3))
+    flowlog_vswitch::dpdk::thread_cpu_time().filter(|t| !t.is_zero())
 }
 
 /// The scheduler's view of the calling thread so far: time on a CPU, time runnable but waiting for one (the guest

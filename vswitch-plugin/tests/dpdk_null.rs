@@ -167,11 +167,5 @@ fn null_rx_floor() -> anyhow::Result<()> {
 
 /// CPU time consumed by the calling thread, in seconds.
 fn thread_cpu_seconds() -> f64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid out-pointer; CLOCK_THREAD_CPUTIME_ID is always available on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
+    flowlog_vswitch::dpdk::thread_cpu_time().map_or(0.0, |t| t.as_secs_f64())
 }

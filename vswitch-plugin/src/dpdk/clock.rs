@@ -2,6 +2,7 @@
 //!
 //! # Guarantees
 //! `tsc()` never fails and works without EAL; `tsc_hz()` is EAL's calibrated frequency, 0 before EAL init.
+//! `thread_cpu_time()` (a system call) is the calling thread's CPU time, for benchmarks and tests.
 
 /// The time-stamp counter now (`rte_rdtsc`): CPU cycles, monotonic on a machine with an invariant TSC.
 #[inline]
@@ -20,6 +21,25 @@ pub fn tsc() -> u64 {
 pub fn tsc_hz() -> u64 {
     // SAFETY: reads a value EAL set at init (0 before); no preconditions.
     unsafe { dpdk_sys::fl_get_tsc_hz() }
+}
+
+/// CPU time the calling thread has used (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`), to the nanosecond: the kernel
+/// brings a running thread's figure up to date when it is read, unlike `/proc/thread-self/sched`, which moves at
+/// the scheduler's tick. A system call: for benchmarks and tests, not for a poll loop. `None` if the call fails.
+pub fn thread_cpu_time() -> Option<std::time::Duration> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, initialised out-pointer for the duration of the call.
+    let ret = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if ret != 0 {
+        return None;
+    }
+    Some(std::time::Duration::new(
+        u64::try_from(now.tv_sec).ok()?,
+        u32::try_from(now.tv_nsec).ok()?,
+    ))
 }
 
 /// Wall-clock time derived from the TSC: one `rdtsc` and a multiply per reading, no system call, so a worker can

@@ -51,7 +51,7 @@ mod mbuf;
 mod mempool;
 mod port;
 
-pub use clock::{TscClock, tsc, tsc_hz};
+pub use clock::{TscClock, thread_cpu_time, tsc, tsc_hz};
 pub use dpdk_sys::rte_mbuf;
 pub use eal::{
     Eal, MAX_LCORES, check_cpus_usable, cpus_before_eal, current_lcore, current_thread_cpus,
