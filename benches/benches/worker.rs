@@ -386,6 +386,47 @@ impl Run {
     }
 }
 
+/// Gives frames flow ids in turn, `0..flows` round and round. A frame differs by flow only in its ENI (the flow
+/// modulo SYNTHETIC_ENIS) and flow id: the templates are built ahead, so writing a frame whole is a 64-byte copy.
+struct FlowWriter {
+    templates: Vec<[u8; 64]>,
+    flows: usize,
+    next: u32,
+}
+
+impl FlowWriter {
+    fn new(flows: usize) -> FlowWriter {
+        FlowWriter {
+            templates: (0..SYNTHETIC_ENIS).map(ipv4_tcp_template).collect(),
+            flows,
+            next: 0,
+        }
+    }
+
+    /// Writes the next flow into `frame` (its flow id, and first its ENI's whole 64-byte template when `whole`);
+    /// the flow is used up even without a frame.
+    #[inline]
+    fn write(&mut self, frame: Option<&mut [u8]>, whole: bool) {
+        if let Some(frame) = frame {
+            if whole
+                && let (Some(w), Some(t)) = (
+                    frame.get_mut(..64),
+                    self.templates
+                        .get(self.next as usize % self.templates.len()),
+                )
+            {
+                w.copy_from_slice(t);
+            }
+            set_flow(frame, self.next);
+        }
+        self.next = if self.next as usize + 1 >= self.flows {
+            0
+        } else {
+            self.next + 1
+        };
+    }
+}
+
 /// Puts `IN_FLIGHT` frames into the ring port.
 fn fill(port: &Port, pool: &Mempool) -> anyhow::Result<()> {
     let mut tx = port.tx_queue(0)?;
@@ -445,10 +486,7 @@ fn run_loop(
     eal.launch(1, move || {
         let mut worker = worker;
         let mut burst = Burst::new();
-        // A frame differs by flow only in its ENI (the flow modulo SYNTHETIC_ENIS) and flow id: built ahead, so the floor
-        // writes a frame with a 64-byte copy.
-        let templates: Vec<[u8; 64]> = (0..SYNTHETIC_ENIS).map(ipv4_tcp_template).collect();
-        let mut next_flow = 0u32;
+        let mut writer = FlowWriter::new(flows);
         let mut packets = 0u64;
         let began = Instant::now();
         let cpu0 = thread_cpu().unwrap_or_default();
@@ -474,22 +512,7 @@ fn run_loop(
             let n = rx.rx_burst(&mut burst);
             previous = n as u64;
             for i in 0..n {
-                if let Some(frame) = burst.data_mut(i) {
-                    if source == Source::Null
-                        && let (Some(whole), Some(t)) = (
-                            frame.get_mut(..64),
-                            templates.get(next_flow as usize % templates.len()),
-                        )
-                    {
-                        whole.copy_from_slice(t);
-                    }
-                    set_flow(frame, next_flow);
-                }
-                next_flow = if next_flow as usize + 1 >= flows {
-                    0
-                } else {
-                    next_flow + 1
-                };
+                writer.write(burst.data_mut(i), source == Source::Null);
             }
             if let Some(w) = worker.as_mut() {
                 w.poll_commands();
@@ -840,10 +863,9 @@ fn seal_under_load(
             aftermath,
             short_gap_ticks,
         );
-        // Frames are written whole, flows in turn, as they arrive (the circuit has fewer mbufs than flows, and an
-        // mbuf's ENI must follow its flow): a 64-byte copy of the flow's ENI's template and the flow id.
-        let templates: Vec<[u8; 64]> = (0..SYNTHETIC_ENIS).map(ipv4_tcp_template).collect();
-        let mut next_flow = 0u32;
+        // Frames are written whole, flows in turn, as they arrive: the circuit has fewer mbufs than flows, and an
+        // mbuf's ENI must follow its flow.
+        let mut writer = FlowWriter::new(flows);
         worker.start(clock.now_secs());
         while !worker_stop.load(Ordering::Relaxed) {
             worker.poll_commands();
@@ -870,19 +892,7 @@ fn seal_under_load(
                 worker.advance(secs);
             } else {
                 for i in 0..n {
-                    if let (Some(frame), Some(t)) = (
-                        burst.data_mut(i),
-                        templates.get(next_flow as usize % templates.len()),
-                    ) && let Some(whole) = frame.get_mut(..64)
-                    {
-                        whole.copy_from_slice(t);
-                        set_flow(whole, next_flow);
-                    }
-                    next_flow = if next_flow as usize + 1 >= flows {
-                        0
-                    } else {
-                        next_flow + 1
-                    };
+                    writer.write(burst.data_mut(i), true);
                 }
                 let mut frames = FrameBurst::new();
                 for mbuf in burst.iter() {
